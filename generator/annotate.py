@@ -1,0 +1,92 @@
+"""Exact annotations from the instance-id pass: masks, occlusion-aware boxes, visible fractions.
+
+The visible fraction is visible pixels over the pixels the object would cover alone (in frame).
+The latter comes from the projected convex parts of the shape (see ``shapes_geometry``), filled
+as polygons; it is only computed when another shape's projected box overlaps this one, because
+otherwise nothing can occlude it and the fraction is 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy.spatial import ConvexHull, QhullError
+
+from .dataset import ObjectAnnotation
+from .shapes_geometry import convex_parts
+from .shapes_scene import SceneDescription
+
+ZNEAR = 0.05
+
+
+def _projection(yfov: float, znear: float = ZNEAR, zfar: float = 200.0) -> np.ndarray:
+    f = 1.0 / math.tan(yfov / 2.0)
+    return np.array([[f, 0, 0, 0], [0, f, 0, 0],
+                     [0, 0, (zfar + znear) / (znear - zfar), 2 * zfar * znear / (znear - zfar)],
+                     [0, 0, -1, 0]])
+
+
+class _Projector:
+    def __init__(self, desc: SceneDescription, size: int):
+        self.pv = _projection(desc.yfov) @ np.linalg.inv(desc.camera_pose)
+        self.size = size
+
+    def parts(self, kind: str, pose: np.ndarray) -> list[np.ndarray] | None:
+        """Pixel coordinates of each convex part, or None if the shape reaches behind the camera."""
+        out = []
+        m = self.pv @ pose
+        for part in convex_parts(kind):
+            clip = part @ m.T
+            if (clip[:, 3] <= ZNEAR).any():
+                return None
+            ndc = clip[:, :2] / clip[:, 3:4]
+            out.append(np.column_stack([(ndc[:, 0] + 1) * 0.5 * self.size, (1 - ndc[:, 1]) * 0.5 * self.size]))
+        return out
+
+
+def _box(parts: list[np.ndarray] | None) -> tuple[float, float, float, float] | None:
+    if parts is None:
+        return None
+    pts = np.concatenate(parts)
+    return pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()
+
+
+def _overlap(a, b) -> bool:
+    return a is None or b is None or not (a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1])
+
+
+def _silhouette_area(parts: list[np.ndarray], size: int) -> int:
+    canvas = Image.new("1", (size, size), 0)
+    draw = ImageDraw.Draw(canvas)
+    for pts in parts:
+        try:
+            hull = pts[ConvexHull(pts).vertices]
+        except (QhullError, ValueError):
+            continue
+        draw.polygon([tuple(p) for p in hull], fill=1)
+    return int(np.asarray(canvas).sum())
+
+
+def annotate(ids: np.ndarray, desc: SceneDescription, min_visible_pixels: int) -> list[ObjectAnnotation]:
+    """One annotation per object with at least ``min_visible_pixels`` visible pixels."""
+    size = ids.shape[0]
+    counts = np.bincount(ids.ravel(), minlength=len(desc.objects) + 1)
+    kept = [j for j, _ in enumerate(desc.objects) if counts[j + 1] >= max(1, min_visible_pixels)]
+    if not kept:
+        return []
+    proj = _Projector(desc, size)
+    shapes = desc.objects + desc.distractors
+    parts = [proj.parts(s.kind, s.pose) for s in shapes]
+    boxes = [_box(p) for p in parts]
+    out = []
+    for j in kept:
+        visible = int(counts[j + 1])
+        occludable = any(_overlap(boxes[j], boxes[k]) for k in range(len(shapes)) if k != j)
+        if parts[j] is None or not occludable:
+            fraction = 1.0
+        else:
+            fraction = min(1.0, visible / max(visible, _silhouette_area(parts[j], size)))
+        out.append(ObjectAnnotation.from_mask(desc.objects[j].category + 1, ids == j + 1, fraction))
+    return out

@@ -1,0 +1,178 @@
+"""The one dataset type of dropt: uint8 images plus COCO-style annotations, with COCO I/O.
+
+This is the only thing ``evaluator/`` imports from ``generator/`` and the only COCO reader and
+writer in the project; real sets are read with it too.
+
+On disk (``write_coco``): ``images/000001.png`` … and ``annotations.json`` with ``info``,
+``images``, ``annotations`` (ids from 1, scalar ``area``, ``bbox`` as [x, y, w, h], RLE
+``segmentation`` encoded by pycocotools, plus dropt's ``visible_fraction``) and ``categories``.
+The same dataset always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+
+class DatasetError(ValueError):
+    """A malformed dataset on disk or in memory; the message names the first problems found."""
+
+
+@dataclass
+class ObjectAnnotation:
+    category_id: int                                  # COCO category id (1-based)
+    bbox: tuple[float, float, float, float]           # x, y, w, h in pixels
+    area: float                                       # visible pixels (mask area) or box area
+    segmentation: dict[str, Any] | None = None        # COCO RLE {"size": [h, w], "counts": str}
+    visible_fraction: float = 1.0
+    iscrowd: int = 0
+
+    def mask(self) -> np.ndarray:
+        """The instance mask as a bool H×W array (needs an RLE segmentation)."""
+        if self.segmentation is None:
+            raise DatasetError("annotation has no segmentation to decode")
+        from pycocotools import mask as mask_utils
+
+        rle = dict(self.segmentation)
+        if isinstance(rle["counts"], str):
+            rle["counts"] = rle["counts"].encode("ascii")
+        return mask_utils.decode(rle).astype(bool)
+
+    @classmethod
+    def from_mask(cls, category_id: int, mask: np.ndarray, visible_fraction: float = 1.0) -> "ObjectAnnotation":
+        from pycocotools import mask as mask_utils
+
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        x0, x1, y0, y1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        return cls(category_id=int(category_id), bbox=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)),
+                   area=float(mask.sum()), segmentation={"size": [int(v) for v in rle["size"]],
+                                                         "counts": rle["counts"].decode("ascii")},
+                   visible_fraction=float(visible_fraction))
+
+    def to_coco(self, ann_id: int, image_id: int) -> dict[str, Any]:
+        d = {"id": ann_id, "image_id": image_id, "category_id": self.category_id,
+             "bbox": [round(float(v), 3) for v in self.bbox], "area": float(self.area), "iscrowd": self.iscrowd}
+        if self.segmentation is not None:
+            d["segmentation"] = self.segmentation
+        d["visible_fraction"] = round(float(self.visible_fraction), 4)
+        return d
+
+
+@dataclass
+class Dataset:
+    images: list[np.ndarray]                          # uint8, H×W (grey) or H×W×3
+    annotations: list[list[ObjectAnnotation]]         # one list per image
+    categories: list[str]                             # category id i+1 ↔ categories[i]
+    info: dict[str, Any] = field(default_factory=dict)
+    depths: list[np.ndarray] | None = None            # optional float32 H×W per image
+    file_names: list[str] | None = None
+
+    def __post_init__(self):
+        if len(self.images) != len(self.annotations):
+            raise DatasetError(f"expected one annotation list per image, got {len(self.images)} images "
+                               f"and {len(self.annotations)} annotation lists")
+        for i, im in enumerate(self.images):
+            if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim not in (2, 3):
+                raise DatasetError(f"image {i}: expected a uint8 H×W or H×W×C array, got "
+                                   f"{getattr(im, 'dtype', type(im).__name__)} {getattr(im, 'shape', '')}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, indices: Sequence[int]) -> "Dataset":
+        idx = [int(i) for i in indices]
+        return Dataset([self.images[i] for i in idx], [self.annotations[i] for i in idx], list(self.categories),
+                       dict(self.info), [self.depths[i] for i in idx] if self.depths is not None else None,
+                       [self.file_names[i] for i in idx] if self.file_names is not None else None)
+
+    def stacked_images(self) -> np.ndarray:
+        shapes = {im.shape for im in self.images}
+        if len(shapes) > 1:
+            raise DatasetError(f"expected images of one size to stack, got {sorted(shapes)[:3]}")
+        return np.stack(self.images) if self.images else np.zeros((0, 0, 0), np.uint8)
+
+    # --- COCO ---------------------------------------------------------------------------------
+    def _file_name(self, i: int) -> str:
+        return self.file_names[i] if self.file_names is not None else f"images/{i + 1:06d}.png"
+
+    def to_coco(self) -> dict[str, Any]:
+        images, anns = [], []
+        for i, (im, objs) in enumerate(zip(self.images, self.annotations)):
+            images.append({"id": i + 1, "file_name": self._file_name(i), "height": int(im.shape[0]),
+                           "width": int(im.shape[1])})
+            for obj in objs:
+                anns.append(obj.to_coco(len(anns) + 1, i + 1))
+        cats = [{"id": i + 1, "name": n, "supercategory": "object"} for i, n in enumerate(self.categories)]
+        info = {"description": "dropt dataset", "version": "1.0", **self.info}
+        return {"info": info, "licenses": [], "images": images, "annotations": anns, "categories": cats}
+
+    def write_coco(self, out_dir: str | os.PathLike) -> Path:
+        """Write ``images/*.png`` and ``annotations.json``; returns the annotations path."""
+        out = Path(out_dir)
+        (out / "images").mkdir(parents=True, exist_ok=True)
+        for i, im in enumerate(self.images):
+            path = out / self._file_name(i)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(im).save(path, format="PNG", optimize=False)
+        if self.depths is not None:
+            (out / "depth").mkdir(exist_ok=True)
+            np.savez_compressed(out / "depth" / "depth.npz", depth=np.stack(self.depths).astype(np.float16))
+        ann_path = out / "annotations.json"
+        tmp = ann_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_coco(), indent=1, sort_keys=True))
+        os.replace(tmp, ann_path)
+        return ann_path
+
+    @classmethod
+    def read_coco(cls, root: str | os.PathLike, annotations: str | os.PathLike | None = None) -> "Dataset":
+        """Read a COCO set: ``root/annotations.json`` and image paths relative to ``root``.
+
+        Categories are re-indexed in id order; annotations keep their category by name."""
+        root = Path(root)
+        ann_path = Path(annotations) if annotations is not None else root / "annotations.json"
+        if not ann_path.is_file():
+            raise DatasetError(f"{ann_path}: expected a COCO annotations file, not found")
+        try:
+            coco = json.loads(ann_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DatasetError(f"{ann_path}: expected JSON, got a parse error: {e}") from None
+        from .coco_checks import check_coco
+
+        check_coco(coco, root, ann_path)
+        cats = sorted(coco["categories"], key=lambda c: c["id"])
+        cat_index = {c["id"]: i + 1 for i, c in enumerate(cats)}
+        by_image: dict[int, list[ObjectAnnotation]] = {im["id"]: [] for im in coco["images"]}
+        for a in sorted(coco["annotations"], key=lambda a: a["id"]):
+            seg = a.get("segmentation")
+            by_image[a["image_id"]].append(ObjectAnnotation(
+                category_id=cat_index[a["category_id"]], bbox=tuple(float(v) for v in a["bbox"]),
+                area=float(a.get("area", a["bbox"][2] * a["bbox"][3])),
+                segmentation=seg if isinstance(seg, dict) else None,
+                visible_fraction=float(a.get("visible_fraction", 1.0)), iscrowd=int(a.get("iscrowd", 0))))
+        images, anns, names = [], [], []
+        for im in coco["images"]:
+            images.append(_load_image(root / im["file_name"]))
+            anns.append(by_image[im["id"]])
+            names.append(im["file_name"])
+        depths = None
+        depth_file = root / "depth" / "depth.npz"
+        if depth_file.is_file():
+            depths = list(np.load(depth_file)["depth"].astype(np.float32))
+        return cls(images, anns, [c["name"] for c in cats], dict(coco.get("info", {})), depths, names)
+
+
+def _load_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L") if im.mode in ("L", "1", "I;16", "I") else im.convert("RGB")
+            return np.asarray(im, dtype=np.uint8).copy()
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{path}: expected a readable image, got {type(e).__name__}: {e}") from None

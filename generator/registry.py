@@ -1,0 +1,5 @@
+"""Built-in generators by short name; anything else is given as 'package.module:Class'."""
+
+BUILTIN = {
+    "shapes": "generator.shapes:ShapesGenerator",
+}
