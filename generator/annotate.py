@@ -1,14 +1,13 @@
 """Exact annotations from the instance-id pass: masks, occlusion-aware boxes, visible fractions.
 
 The visible fraction is visible pixels over the pixels the object would cover alone (in frame).
-The latter comes from the projected convex parts of the shape (see ``shapes_geometry``), filled
-as polygons; it is only computed when another shape's projected box overlaps this one, because
+The GL backend counts the latter exactly in a second pass. Backends that cannot (pyrender) leave
+it to this module, which fills the projected convex parts of the shape (see
+``shapes_geometry``) as polygons, only when another shape's projected box overlaps this one:
 otherwise nothing can occlude it and the fraction is 1.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -16,21 +15,11 @@ from scipy.spatial import ConvexHull, QhullError
 
 from .dataset import ObjectAnnotation
 from .shapes_geometry import convex_parts
-from .shapes_scene import SceneDescription
-
-ZNEAR = 0.05
-
-
-def _projection(yfov: float, znear: float = ZNEAR, zfar: float = 200.0) -> np.ndarray:
-    f = 1.0 / math.tan(yfov / 2.0)
-    return np.array([[f, 0, 0, 0], [0, f, 0, 0],
-                     [0, 0, (zfar + znear) / (znear - zfar), 2 * zfar * znear / (znear - zfar)],
-                     [0, 0, -1, 0]])
-
+from .shapes_scene import ZNEAR, SceneDescription, perspective
 
 class _Projector:
     def __init__(self, desc: SceneDescription, size: int):
-        self.pv = _projection(desc.yfov) @ np.linalg.inv(desc.camera_pose)
+        self.pv = perspective(desc.yfov) @ np.linalg.inv(desc.camera_pose)
         self.size = size
 
     def parts(self, kind: str, pose: np.ndarray) -> list[np.ndarray] | None:
@@ -69,13 +58,20 @@ def _silhouette_area(parts: list[np.ndarray], size: int) -> int:
     return int(np.asarray(canvas).sum())
 
 
-def annotate(ids: np.ndarray, desc: SceneDescription, min_visible_pixels: int) -> list[ObjectAnnotation]:
-    """One annotation per object with at least ``min_visible_pixels`` visible pixels."""
+def annotate(ids: np.ndarray, desc: SceneDescription, min_visible_pixels: int,
+             unoccluded: np.ndarray | None = None) -> list[ObjectAnnotation]:
+    """One annotation per object with at least ``min_visible_pixels`` visible pixels.
+
+    ``unoccluded[j]``: pixels object j covers when drawn alone, if the backend measured it."""
     size = ids.shape[0]
     counts = np.bincount(ids.ravel(), minlength=len(desc.objects) + 1)
     kept = [j for j, _ in enumerate(desc.objects) if counts[j + 1] >= max(1, min_visible_pixels)]
     if not kept:
         return []
+    if unoccluded is not None:
+        return [ObjectAnnotation.from_mask(desc.objects[j].category + 1, ids == j + 1,
+                                           min(1.0, counts[j + 1] / max(int(unoccluded[j]), 1)))
+                for j in kept]
     proj = _Projector(desc, size)
     shapes = desc.objects + desc.distractors
     parts = [proj.parts(s.kind, s.pose) for s in shapes]

@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from .shapes_geometry import canonical_mesh
-from .shapes_scene import CLASSES, DISTRACTORS, SceneDescription
+from .shapes_scene import CLASSES, DISTRACTORS, ZFAR, ZNEAR, SceneDescription
 
 _SMOOTH = {"sphere", "torus", "capsule"}
 
@@ -84,7 +84,7 @@ class PyrenderBackend:
                 node.mesh.is_visible = False
                 self._seg_map[node] = 0
             self._distractor_slots.append(slot)
-        self._camera = scene.add(pr.PerspectiveCamera(yfov=0.8, znear=0.05, zfar=200.0, aspectRatio=1.0))
+        self._camera = scene.add(pr.PerspectiveCamera(yfov=0.8, znear=ZNEAR, zfar=ZFAR, aspectRatio=1.0))
         self._light = scene.add(pr.DirectionalLight(color=np.ones(3), intensity=3.0))
         self._scene = scene
 
@@ -126,17 +126,16 @@ class PyrenderBackend:
             seg[scene.add(self._mesh(s.kind, s.color, s.metallic, s.roughness), pose=s.pose)] = np.array([j + 1, 0, 0])
         for s in desc.distractors:
             seg[scene.add(self._mesh(s.kind, s.color, s.metallic, s.roughness), pose=s.pose)] = 0
-        scene.add(pr.PerspectiveCamera(yfov=desc.yfov, znear=0.05, zfar=200.0, aspectRatio=1.0),
+        scene.add(pr.PerspectiveCamera(yfov=desc.yfov, znear=ZNEAR, zfar=ZFAR, aspectRatio=1.0),
                   pose=desc.camera_pose)
         scene.add(pr.DirectionalLight(color=np.ones(3), intensity=desc.light_intensity), pose=desc.light_pose)
         return scene, seg
 
-    def draw(self, desc: SceneDescription) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(rgb uint8 H×W×3, depth float32 H×W with 0 for background, instance ids uint8 H×W).
-
-        Instance id j+1 marks pixels where ``desc.objects[j]`` is the visible surface; 0 is
-        background, ground or a distractor.
-        """
+    def draw(self, desc: SceneDescription) -> tuple[np.ndarray, np.ndarray, np.ndarray, None]:
+        """(rgb uint8 H×W×3, depth float32 H×W with 0 for background, instance ids uint8 H×W,
+        None). Instance id j+1 marks pixels where ``desc.objects[j]`` is the visible surface;
+        0 is background, ground or a distractor. The fourth item (unoccluded pixel counts) is
+        None: annotations then estimate it from projected geometry."""
         self._ensure_context()
         if self.reuse:
             self._apply(desc)
@@ -145,7 +144,7 @@ class PyrenderBackend:
             scene, seg_map = self._build_fresh(desc)
         rgb, depth = self._renderer.render(scene)
         seg, _ = self._renderer.render(scene, flags=self._pr.RenderFlags.SEG, seg_node_map=seg_map)
-        return np.ascontiguousarray(rgb), depth.astype(np.float32, copy=False), np.ascontiguousarray(seg[..., 0])
+        return np.ascontiguousarray(rgb), depth.astype(np.float32, copy=False), np.ascontiguousarray(seg[..., 0]), None
 
     def close(self):
         if self._renderer is not None:

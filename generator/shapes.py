@@ -8,9 +8,19 @@ import numpy as np
 
 from .annotate import annotate
 from .base import Generator, Sample
+from .gl_backend import GLBackend
 from .pyrender_backend import PyrenderBackend
 from .sensor import apply_sensor
 from .shapes_scene import CLASSES, default_space, describe
+
+
+#: "gl": one pass, two targets (fast, the default); "pyrender": pyrender's renderer on a reused
+#: scene; "pyrender-naive": a fresh pyrender scene per image (the benchmark's baseline)
+BACKENDS = {
+    "gl": GLBackend,
+    "pyrender": PyrenderBackend,
+    "pyrender-naive": lambda size, k, d: PyrenderBackend(size, k, d, reuse=False),
+}
 
 
 def _int_option(name: str, value: Any, lo: int, hi: int) -> int:
@@ -27,26 +37,29 @@ class ShapesGenerator(Generator):
     categories = CLASSES
 
     def __init__(self, *, image_size: int = 64, max_objects: int = 4, max_distractors: int = 2,
-                 min_visible_pixels: int = 10, depth: bool = True, reuse_scene: bool = True):
+                 min_visible_pixels: int = 10, depth: bool = True, backend: str = "gl"):
         self.image_size = _int_option("image_size", image_size, 16, 1024)
         self.max_objects = _int_option("max_objects", max_objects, 1, 16)
         self.max_distractors = _int_option("max_distractors", max_distractors, 0, 16)
         self.min_visible_pixels = _int_option("min_visible_pixels", min_visible_pixels, 1, image_size * image_size)
-        if not isinstance(depth, bool) or not isinstance(reuse_scene, bool):
-            raise ValueError(f"generator.depth / generator.reuse_scene: expected true or false, got {depth!r}, {reuse_scene!r}")
+        if not isinstance(depth, bool):
+            raise ValueError(f"generator.depth: expected true or false, got {depth!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"generator.backend: expected one of {sorted(BACKENDS)}, got {backend!r}")
         self.depth = depth
+        self.backend_name = backend
         self.space = default_space(self.max_objects, self.max_distractors)
-        self.backend = PyrenderBackend(self.image_size, self.max_objects, self.max_distractors, reuse=reuse_scene)
+        self.backend = BACKENDS[backend](self.image_size, self.max_objects, self.max_distractors)
 
     def config(self) -> dict[str, Any]:
         return {"generator": "shapes", "image_size": self.image_size, "max_objects": self.max_objects,
-                "max_distractors": self.max_distractors, "min_visible_pixels": self.min_visible_pixels}
+                "max_distractors": self.max_distractors, "min_visible_pixels": self.min_visible_pixels, "backend": self.backend_name}
 
     def render(self, params: dict[str, np.ndarray], seed: int) -> Sample:
         desc = describe(params)
-        rgb, depth, ids = self.backend.draw(desc)
+        rgb, depth, ids, amodal = self.backend.draw(desc)
         image = apply_sensor(rgb, np.random.default_rng(seed), **desc.sensor)
-        return Sample(image, annotate(ids, desc, self.min_visible_pixels), depth if self.depth else None)
+        return Sample(image, annotate(ids, desc, self.min_visible_pixels, amodal), depth if self.depth else None)
 
     def close(self) -> None:
         self.backend.close()

@@ -102,6 +102,17 @@ class SceneDescription:
     sensor: dict[str, float] = field(default_factory=dict)
 
 
+ZNEAR, ZFAR = 0.05, 200.0
+
+
+def perspective(yfov: float, znear: float = ZNEAR, zfar: float = ZFAR) -> np.ndarray:
+    """OpenGL projection matrix for a square image (the one pyrender's PerspectiveCamera uses)."""
+    f = 1.0 / math.tan(yfov / 2.0)
+    return np.array([[f, 0, 0, 0], [0, f, 0, 0],
+                     [0, 0, (zfar + znear) / (znear - zfar), 2 * zfar * znear / (znear - zfar)],
+                     [0, 0, -1, 0]])
+
+
 def _hsv(h, s, v) -> tuple[float, float, float]:
     return colorsys.hsv_to_rgb(float(h) % 1.0, float(s), float(v))
 
@@ -114,17 +125,21 @@ def _yaw_pose(x: float, z: float, yaw_deg: float, scale: float) -> np.ndarray:
     return pose
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # np.cross costs ~30 µs on 3-vectors
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
 def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 1.0, 0.0)) -> np.ndarray:
     """Camera-to-world pose (OpenGL convention: the camera looks down its −z axis)."""
     fwd = np.asarray(target, float) - np.asarray(eye, float)
-    n = np.linalg.norm(fwd)
+    n = math.sqrt(float(fwd @ fwd))
     fwd = fwd / n if n > 1e-9 else np.array([0.0, 0.0, -1.0])
     up = np.asarray(up, float)
     if abs(float(fwd @ up)) > 0.999:
         up = np.array([0.0, 0.0, -1.0])
-    right = np.cross(fwd, up)
-    right /= np.linalg.norm(right)
-    true_up = np.cross(right, fwd)
+    right = _cross(fwd, up)
+    right /= math.sqrt(float(right @ right))
+    true_up = _cross(right, fwd)
     pose = np.eye(4)
     pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, true_up, -fwd, eye
     return pose

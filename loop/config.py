@@ -1,0 +1,146 @@
+"""Experiment configuration: a TOML file validated into typed settings, with --set overrides."""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from generator.base import Generator, load_generator
+from generator.space import SpaceError
+
+
+class ConfigError(ValueError):
+    """A bad config file or override. The message is one line that names the key."""
+
+
+TOP_LEVEL = {"seed", "generator", "space", "render"}
+
+
+@dataclass
+class RenderSettings:
+    """How datasets are rendered in parallel."""
+
+    workers: int = 2          # Ray render actors; 0 renders in the calling process
+    num_cpus: float = 1.0     # CPUs reserved per render actor
+    num_gpus: float = 0.0     # GPUs per render actor (EGL on the GPU when > 0)
+    chunk: int = 16           # images per actor call (load balancing vs. call overhead)
+
+
+@dataclass
+class ExperimentConfig:
+    seed: int
+    generator_name: str
+    generator_options: dict[str, Any]
+    space: dict[str, Any]
+    render: RenderSettings
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    source: str = ""
+
+    def build_generator(self) -> Generator:
+        try:
+            gen = load_generator(self.generator_name, dict(self.generator_options))
+        except TypeError as e:  # an unknown option passed to the generator's constructor
+            raise ConfigError(f"generator: expected options accepted by {self.generator_name!r}, got {e}") from None
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if self.space:
+            try:
+                gen.space = gen.space.override(self.space)
+            except SpaceError as e:
+                raise ConfigError(f"space.{e}") from None
+        return gen
+
+
+def _parse_key(key: str) -> list[str]:
+    """Split a dotted key, honouring double quotes: space."object.scale".range."""
+    parts, buf, quoted = [], "", False
+    for ch in key:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            parts.append(buf)
+            buf = ""
+        else:
+            buf += ch
+    parts.append(buf)
+    if quoted or any(not p for p in parts):
+        raise ConfigError(f"--set: expected a dotted key like generator.image_size, got {key!r}")
+    return parts
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    key, sep, value = assignment.partition("=")
+    if not sep:
+        raise ConfigError(f"--set: expected key=value, got {assignment!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value  # a bare word is a string
+    parts = _parse_key(key.strip())
+    node = raw
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: expected {p} to be a table, got a value")
+    node[parts[-1]] = parsed
+
+
+def _int(raw: dict, key: str, default: int, lo: int, prefix: str = "") -> int:
+    v = raw.get(key, default)
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+        raise ConfigError(f"{prefix}{key}: expected an integer >= {lo}, got {v!r}")
+    return v
+
+
+def _num(raw: dict, key: str, default: float, lo: float, prefix: str = "") -> float:
+    v = raw.get(key, default)
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or v < lo:
+        raise ConfigError(f"{prefix}{key}: expected a number >= {lo}, got {v!r}")
+    return float(v)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
+    unknown = set(raw) - TOP_LEVEL
+    if unknown:
+        raise ConfigError(f"{sorted(unknown)[0]}: unknown key; expected one of {sorted(TOP_LEVEL)}")
+    gen = raw.get("generator", {})
+    if not isinstance(gen, dict):
+        raise ConfigError(f"generator: expected a table, got {type(gen).__name__}")
+    name = gen.get("name", "shapes")
+    if not isinstance(name, str):
+        raise ConfigError(f"generator.name: expected a string, got {name!r}")
+    space = raw.get("space", {})
+    if not isinstance(space, dict):
+        raise ConfigError(f"space: expected a table of parameters, got {type(space).__name__}")
+    rend = raw.get("render", {})
+    if not isinstance(rend, dict):
+        raise ConfigError(f"render: expected a table, got {type(rend).__name__}")
+    unknown = set(rend) - {"workers", "num_cpus", "num_gpus", "chunk"}
+    if unknown:
+        raise ConfigError(f"render.{sorted(unknown)[0]}: unknown key; expected workers, num_cpus, num_gpus or chunk")
+    render = RenderSettings(workers=_int(rend, "workers", 2, 0, "render."),
+                            num_cpus=_num(rend, "num_cpus", 1.0, 0.0, "render."),
+                            num_gpus=_num(rend, "num_gpus", 0.0, 0.0, "render."),
+                            chunk=_int(rend, "chunk", 16, 1, "render."))
+    return ExperimentConfig(seed=_int(raw, "seed", 0, 0), generator_name=name,
+                            generator_options={k: v for k, v in gen.items() if k != "name"},
+                            space=space, render=render, raw=copy.deepcopy(raw), source=source)
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config: expected a TOML file, {p} not found")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config: expected valid TOML in {p}, got: {e}") from None
+    for o in overrides or []:
+        apply_override(raw, o)
+    cfg = config_from_dict(raw, str(p))
+    cfg.build_generator().close()  # validates generator options and space overrides now
+    return cfg

@@ -1,0 +1,41 @@
+"""Image grids with boxes and class names (PNG), for previews and reports."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from generator.dataset import Dataset
+
+
+def save_grid(dataset: Dataset, path: str | os.PathLike, *, n: int = 16, title: str | None = None,
+              cell_inches: float = 1.8) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    n = min(n, len(dataset))
+    cols = max(1, math.ceil(math.sqrt(n)))
+    rows = max(1, math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell_inches, rows * cell_inches), squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        ax.set_axis_off()
+        if k >= n:
+            continue
+        im = dataset.images[k]
+        ax.imshow(im, cmap="gray" if im.ndim == 2 else None, interpolation="nearest")
+        for ann in dataset.annotations[k]:
+            x, y, w, h = ann.bbox
+            ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, lw=1.0, ec="yellow"))
+            ax.text(x - 0.5, y - 1.0, dataset.categories[ann.category_id - 1], color="black", fontsize=6,
+                    va="bottom", bbox={"facecolor": "yellow", "edgecolor": "none", "pad": 0.5, "alpha": 0.8})
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(pad=0.3)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)

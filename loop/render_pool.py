@@ -1,0 +1,136 @@
+"""Parallel dataset rendering over Ray actors, each holding its own generator and GL context.
+
+The driver draws every image's parameters (vectorised, seeded) and derives per-image seeds from
+the image index, then hands contiguous chunks to whichever actor is free; the result is put back
+in index order. The bytes of a dataset therefore never depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from generator.base import Sample, image_seeds, render_dataset, samples_to_dataset
+from generator.dataset import Dataset
+
+from .config import ExperimentConfig
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Start a local Ray (or join ``address``) once per process, quietly."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local runs only; clusters set their own
+    env = {"PYOPENGL_PLATFORM": os.environ["PYOPENGL_PLATFORM"], "LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS", "0")}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": "ERROR",
+                              "runtime_env": {"env_vars": env}}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+
+
+def _pack(samples: list[Sample]) -> tuple:
+    depths = [s.depth for s in samples]
+    stacked_depth = np.stack(depths) if samples and all(d is not None for d in depths) else None
+    return np.stack([s.image for s in samples]), stacked_depth, [s.annotations for s in samples]
+
+
+def _unpack(packed: tuple) -> list[Sample]:
+    images, depths, anns = packed
+    return [Sample(images[i], anns[i], None if depths is None else depths[i]) for i in range(len(anns))]
+
+
+class _Worker:
+    """Body of the Ray actor: one generator (one GL context) for the actor's lifetime."""
+
+    def __init__(self, config_raw: dict[str, Any]):
+        from .config import config_from_dict
+
+        self.generator = config_from_dict(config_raw).build_generator()
+
+    def render(self, rows: list[dict[str, np.ndarray]], seeds: list[int]) -> tuple:
+        """A chunk as three objects (stacked images, stacked depths, annotation lists): a few
+        large arrays cross Ray's object store far faster than many small ones."""
+        samples = [self.generator.render(r, s) for r, s in zip(rows, seeds)]
+        return _pack(samples)
+
+    def ping(self) -> int:
+        return os.getpid()
+
+
+class RenderPool:
+    """``workers`` render actors built from one experiment config, reused for every call."""
+
+    def __init__(self, config: ExperimentConfig, *, workers: int | None = None, address: str | None = None,
+                 progress: bool = False):
+        self.config = config
+        self.generator = config.build_generator()  # the driver only samples; its GL context stays unopened
+        self.workers = config.render.workers if workers is None else workers
+        self.progress = progress
+        self._actors = []
+        if self.workers > 0:
+            import ray
+
+            ensure_ray(address, num_cpus=max(self.workers, os.cpu_count() or 1))
+            actor_cls = ray.remote(num_cpus=config.render.num_cpus, num_gpus=config.render.num_gpus,
+                                   enable_task_events=False)(_Worker)
+            self._actors = [actor_cls.remote(config.raw) for _ in range(self.workers)]
+            ray.get([a.ping.remote() for a in self._actors])
+
+    def render(self, theta: Any, n: int, seed: int, info: dict[str, Any] | None = None) -> Dataset:
+        gen = self.generator
+        meta = {"seed": int(seed), **gen.config(), **(info or {})}
+        if not self._actors:
+            ds = render_dataset(gen, theta, n, seed)
+            ds.info.update(meta)
+            return ds
+        import ray
+
+        rows = gen.scene_params(theta, n, seed)
+        seeds = image_seeds(seed, n)
+        chunk = self.config.render.chunk
+        starts = list(range(0, n, chunk))
+        results: dict[int, list[Sample]] = {}
+        pending: dict[Any, tuple[int, Any]] = {}
+        # two chunks in flight per actor, so no actor idles while the driver collects a result
+        free = list(self._actors) * 2
+        t0, done, shown = time.perf_counter(), 0, 0.0
+        while starts or pending:
+            while starts and free:
+                s, actor = starts.pop(0), free.pop(0)
+                pending[actor.render.remote(rows[s:s + chunk], seeds[s:s + chunk])] = (s, actor)
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            s, actor = pending.pop(ready[0])
+            results[s] = _unpack(ray.get(ready[0]))
+            free.append(actor)
+            done += len(results[s])
+            if self.progress and (done == n or time.perf_counter() - shown > 2.0):
+                shown = time.perf_counter()
+                rate = done / max(shown - t0, 1e-9)
+                eta = (n - done) / max(rate, 1e-9)
+                print(f"rendered {done}/{n} images  {rate:.0f} img/s  ETA {eta:.0f} s", file=sys.stderr, flush=True)
+        samples = [smp for s in sorted(results) for smp in results[s]]
+        return samples_to_dataset(samples, gen.categories, meta)
+
+    def close(self) -> None:
+        if self._actors:
+            import ray
+
+            for a in self._actors:
+                ray.kill(a)
+            self._actors = []
+        self.generator.close()
+
+    def __enter__(self) -> "RenderPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
