@@ -10,7 +10,7 @@ otherwise nothing can occlude it and the fraction is 1.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw
+from matplotlib.path import Path
 from scipy.spatial import ConvexHull, QhullError
 
 from .dataset import ObjectAnnotation
@@ -47,15 +47,21 @@ def _overlap(a, b) -> bool:
 
 
 def _silhouette_area(parts: list[np.ndarray], size: int) -> int:
-    canvas = Image.new("1", (size, size), 0)
-    draw = ImageDraw.Draw(canvas)
+    """Pixels whose centre lies in the union of the parts' hulls (GL's coverage rule)."""
+    covered = np.zeros((size, size), bool)
     for pts in parts:
         try:
             hull = pts[ConvexHull(pts).vertices]
         except (QhullError, ValueError):
             continue
-        draw.polygon([tuple(p) for p in hull], fill=1)
-    return int(np.asarray(canvas).sum())
+        x0, y0 = np.clip(np.floor(hull.min(axis=0)).astype(int), 0, size)
+        x1, y1 = np.clip(np.ceil(hull.max(axis=0)).astype(int), 0, size)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        ys, xs = np.mgrid[y0:y1, x0:x1]
+        centres = np.column_stack([xs.ravel() + 0.5, ys.ravel() + 0.5])
+        covered[y0:y1, x0:x1] |= Path(hull).contains_points(centres).reshape(ys.shape)
+    return int(covered.sum())
 
 
 def annotate(ids: np.ndarray, desc: SceneDescription, min_visible_pixels: int,

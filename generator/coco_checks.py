@@ -6,12 +6,17 @@ so a user fixes their set in one pass instead of meeting a traceback deep inside
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from .dataset import DatasetError
 
 MAX_LISTED = 5
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _is_id(v: Any) -> bool:
@@ -58,7 +63,9 @@ def check_coco(coco: Any, root: Path, source: Path) -> None:
             if key not in im:
                 problems.append(f"images[{k}]: expected key {key!r}, missing")
         fn = im.get("file_name")
-        if isinstance(fn, str) and not (root / fn).is_file():
+        if "file_name" in im and not isinstance(fn, str):
+            problems.append(f"images[{k}].file_name: expected a string, got {fn!r}")
+        elif isinstance(fn, str) and not (root / fn).is_file():
             problems.append(f"images[{k}].file_name: expected an existing file, {root / fn} not found")
         w, h = im.get("width"), im.get("height")
         if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0 and _is_id(im.get("id")):
@@ -73,24 +80,34 @@ def check_coco(coco: Any, root: Path, source: Path) -> None:
         if missing:
             problems.append(f"annotations[{k}]: expected keys {missing}, missing")
             continue
-        if a["image_id"] not in image_ids:
+        if not _is_id(a["image_id"]) or a["image_id"] not in image_ids:
             problems.append(f"annotations[{k}].image_id: expected an id of images, got {a['image_id']!r}")
-        if a["category_id"] not in cat_ids:
+        if not _is_id(a["category_id"]) or a["category_id"] not in cat_ids:
             problems.append(f"annotations[{k}].category_id: expected one of {sorted(cat_ids)}, "
                             f"got unknown category {a['category_id']!r}")
         box = a["bbox"]
         if (not isinstance(box, list) or len(box) != 4
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
-            problems.append(f"annotations[{k}].bbox: expected [x, y, w, h] numbers, got {box!r}")
+                or not all(_is_number(v) for v in box)):
+            problems.append(f"annotations[{k}].bbox: expected [x, y, w, h] finite numbers, got {box!r}")
             continue
         x, y, w, h = box
         if w <= 0 or h <= 0:
             problems.append(f"annotations[{k}].bbox: expected positive width and height, got {box}")
-        size = sizes.get(a["image_id"])
+        size = sizes.get(a["image_id"]) if _is_id(a["image_id"]) else None
         if size is not None and (x < 0 or y < 0 or x + w > size[0] + 1e-6 or y + h > size[1] + 1e-6):
             problems.append(f"annotations[{k}].bbox: expected a box inside the {size[0]}×{size[1]} image, got {box}")
-        if "area" in a and not (isinstance(a["area"], (int, float)) and not isinstance(a["area"], bool)):
-            problems.append(f"annotations[{k}].area: expected a scalar number, got {type(a['area']).__name__}")
+        if "area" in a and not (_is_number(a["area"]) and a["area"] >= 0):
+            problems.append(f"annotations[{k}].area: expected a scalar number (finite, >= 0), got {a['area']!r}")
+        if "visible_fraction" in a and not (_is_number(a["visible_fraction"]) and 0 <= a["visible_fraction"] <= 1):
+            problems.append(f"annotations[{k}].visible_fraction: expected a number in [0, 1], got {a['visible_fraction']!r}")
+        seg = a.get("segmentation")
+        if isinstance(seg, dict):
+            if size is not None and seg.get("size") != [size[1], size[0]]:
+                problems.append(f"annotations[{k}].segmentation.size: expected [{size[1]}, {size[0]}] "
+                                f"(the image's height, width), got {seg.get('size')!r}")
+            if not isinstance(seg.get("counts"), (str, list)):
+                problems.append(f"annotations[{k}].segmentation.counts: expected an RLE string or list, "
+                                f"got {type(seg.get('counts')).__name__}")
     if problems:
         more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
         raise DatasetError(f"{source}: {len(problems)} problem(s): " + "; ".join(problems[:MAX_LISTED]) + more)

@@ -49,6 +49,8 @@ class ObjectAnnotation:
     def from_mask(cls, category_id: int, mask: np.ndarray, visible_fraction: float = 1.0) -> "ObjectAnnotation":
         from pycocotools import mask as mask_utils
 
+        if not mask.any():
+            raise DatasetError(f"category {category_id}: expected a mask with at least one pixel, got an empty mask")
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         x0, x1, y0, y1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
         rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -124,7 +126,8 @@ class Dataset:
             Image.fromarray(im).save(path, format="PNG", optimize=False)
         if self.depths is not None:
             (out / "depth").mkdir(exist_ok=True)
-            np.savez_compressed(out / "depth" / "depth.npz", depth=np.stack(self.depths).astype(np.float16))
+            np.savez_compressed(out / "depth" / "depth.npz",
+                                **{f"{i + 1:06d}": d.astype(np.float16) for i, d in enumerate(self.depths)})
         ann_path = out / "annotations.json"
         tmp = ann_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.to_coco(), indent=1, sort_keys=True))
@@ -158,14 +161,19 @@ class Dataset:
                 segmentation=seg if isinstance(seg, dict) else None,
                 visible_fraction=float(a.get("visible_fraction", 1.0)), iscrowd=int(a.get("iscrowd", 0))))
         images, anns, names = [], [], []
-        for im in coco["images"]:
-            images.append(_load_image(root / im["file_name"]))
+        for k, im in enumerate(coco["images"]):
+            pixels = _load_image(root / im["file_name"])
+            if pixels.shape[:2] != (im["height"], im["width"]):
+                raise DatasetError(f"{ann_path}: images[{k}]: expected the {im['width']}×{im['height']} image "
+                                   f"the annotations declare, got {pixels.shape[1]}×{pixels.shape[0]} in {im['file_name']}")
+            images.append(pixels)
             anns.append(by_image[im["id"]])
             names.append(im["file_name"])
         depths = None
         depth_file = root / "depth" / "depth.npz"
         if depth_file.is_file():
-            depths = list(np.load(depth_file)["depth"].astype(np.float32))
+            with np.load(depth_file) as z:
+                depths = [z[k].astype(np.float32) for k in sorted(z.files)]
         return cls(images, anns, [c["name"] for c in cats], dict(coco.get("info", {})), depths, names)
 
 

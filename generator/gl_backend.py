@@ -18,7 +18,7 @@ import ctypes
 
 import numpy as np
 
-from .pyrender_backend import _import_pyrender
+from .pyrender_backend import shared_offscreen
 from .shapes_geometry import canonical_mesh
 from .shapes_scene import CLASSES, DISTRACTORS, ZFAR, ZNEAR, SceneDescription, perspective
 
@@ -105,8 +105,7 @@ class GLBackend:
     def _ensure_context(self):
         if self._offscreen is not None:
             return
-        pr = _import_pyrender()
-        self._offscreen = pr.OffscreenRenderer(self.image_size, self.image_size)  # owns the GL context
+        self._offscreen = shared_offscreen(self.image_size, self.image_size)  # the process's GL context
         from OpenGL import GL
 
         self._gl = GL
@@ -114,7 +113,7 @@ class GLBackend:
         self._loc = {name: GL.glGetUniformLocation(self._program, name) for name in
                      ("M", "VP", "base_color", "metal_rough", "instance_id", "light_dir", "light_intensity",
                       "ambient", "cam_pos", "amodal_bit")}
-        self._vaos = {}
+        self._vaos, self._buffers, self._renderbuffers = {}, [], []
         for kind in (*CLASSES, *DISTRACTORS, "ground"):
             self._vaos[kind] = self._upload(_ground_soup() if kind == "ground" else _triangle_soup(kind))
         self._fbo = self._framebuffer()
@@ -139,6 +138,7 @@ class GLBackend:
         vao = GL.glGenVertexArrays(1)
         GL.glBindVertexArray(vao)
         vbo = GL.glGenBuffers(1)
+        self._buffers.append(vbo)
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, vbo)
         GL.glBufferData(GL.GL_ARRAY_BUFFER, soup.nbytes, soup, GL.GL_STATIC_DRAW)
         for loc, off in ((0, 0), (1, 12)):
@@ -155,19 +155,27 @@ class GLBackend:
                                 (GL.GL_COLOR_ATTACHMENT2, GL.GL_R32UI),
                                 (GL.GL_DEPTH_ATTACHMENT, GL.GL_DEPTH_COMPONENT24)):
             rb = GL.glGenRenderbuffers(1)
+            self._renderbuffers.append(rb)
             GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, rb)
             GL.glRenderbufferStorage(GL.GL_RENDERBUFFER, fmt, s, s)
             GL.glFramebufferRenderbuffer(GL.GL_FRAMEBUFFER, attachment, GL.GL_RENDERBUFFER, rb)
         status = GL.glCheckFramebufferStatus(GL.GL_FRAMEBUFFER)
         if status != GL.GL_FRAMEBUFFER_COMPLETE:
             raise RuntimeError(f"framebuffer incomplete: status {status}")
+        return fbo
+
+    def _set_state(self):
+        """Everything this pass relies on, every draw: pyrender shares the context and changes it."""
+        GL, s = self._gl, self.image_size
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo)
         GL.glViewport(0, 0, s, s)
         GL.glLogicOp(GL.GL_OR)
-        GL.glEnable(GL.GL_DEPTH_TEST)
+        GL.glDisable(GL.GL_BLEND)
         GL.glDisable(GL.GL_CULL_FACE)
         GL.glDisable(GL.GL_MULTISAMPLE)
+        GL.glDepthMask(GL.GL_TRUE)
+        GL.glDepthFunc(GL.GL_LESS)
         GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
-        return fbo
 
     # --- drawing -----------------------------------------------------------------------------
     def _draw_shape(self, kind: str, pose: np.ndarray, color, metallic: float, roughness: float, ident: int):
@@ -189,7 +197,9 @@ class GLBackend:
         self._ensure_context()
         GL, loc, s = self._gl, self._loc, self.image_size
         self._offscreen._platform.make_current()
-        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo)
+        self._set_state()
+        # glClearBuffer's index is a draw-buffer slot, so map all three before clearing
+        GL.glDrawBuffers(3, [GL.GL_COLOR_ATTACHMENT0, GL.GL_COLOR_ATTACHMENT1, GL.GL_COLOR_ATTACHMENT2])
         GL.glClearBufferfv(GL.GL_COLOR, 0, np.array([*desc.background_color, 1.0], np.float32))
         GL.glClearBufferfv(GL.GL_COLOR, 1, np.zeros(4, np.float32))
         GL.glClearBufferuiv(GL.GL_COLOR, 2, np.zeros(4, np.uint32))
@@ -228,9 +238,17 @@ class GLBackend:
         return rgb[::-1].copy(), _linear_depth(zbuf[::-1]), ids[::-1].copy(), amodal
 
     def close(self):
-        if self._offscreen is not None:
-            self._offscreen.delete()
-            self._offscreen = None
+        """Free this backend's GL objects; the process's shared context stays open."""
+        if self._offscreen is None:
+            return
+        GL = self._gl
+        self._offscreen._platform.make_current()
+        GL.glDeleteFramebuffers(1, [self._fbo])
+        GL.glDeleteRenderbuffers(len(self._renderbuffers), self._renderbuffers)
+        GL.glDeleteVertexArrays(len(self._vaos), [v for v, _ in self._vaos.values()])
+        GL.glDeleteBuffers(len(self._buffers), self._buffers)
+        GL.glDeleteProgram(self._program)
+        self._offscreen = None
 
     def __del__(self):
         try:

@@ -23,6 +23,23 @@ from .shapes_scene import CLASSES, DISTRACTORS, ZFAR, ZNEAR, SceneDescription
 _SMOOTH = {"sphere", "torus", "capsule"}
 
 
+_shared = None  # the process's one OffscreenRenderer
+
+
+def shared_offscreen(width: int, height: int):
+    """The process's one GL context, as a pyrender OffscreenRenderer sized width × height.
+
+    One context per process: EGL contexts of a process share a display that pyrender's
+    ``delete`` (also run on garbage collection) terminates, and switching contexts costs time.
+    Backends of different sizes share it; pyrender resizes its framebuffer when asked."""
+    global _shared
+    if _shared is None:
+        _shared = _import_pyrender().OffscreenRenderer(width, height)
+    elif (_shared.viewport_width, _shared.viewport_height) != (width, height):
+        _shared.viewport_width, _shared.viewport_height = width, height
+    return _shared
+
+
 def _import_pyrender():
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     os.environ.setdefault("LP_NUM_THREADS", "0")
@@ -46,7 +63,7 @@ class PyrenderBackend:
     def _ensure_context(self):
         if self._renderer is None:
             self._pr = _import_pyrender()
-            self._renderer = self._pr.OffscreenRenderer(self.image_size, self.image_size)
+            self._renderer = shared_offscreen(self.image_size, self.image_size)
             if self.reuse:
                 self._build_pool()
 
@@ -137,6 +154,7 @@ class PyrenderBackend:
         0 is background, ground or a distractor. The fourth item (unoccluded pixel counts) is
         None: annotations then estimate it from projected geometry."""
         self._ensure_context()
+        shared_offscreen(self.image_size, self.image_size)  # another backend may have resized it
         if self.reuse:
             self._apply(desc)
             scene, seg_map = self._scene, self._seg_map
@@ -147,10 +165,8 @@ class PyrenderBackend:
         return np.ascontiguousarray(rgb), depth.astype(np.float32, copy=False), np.ascontiguousarray(seg[..., 0]), None
 
     def close(self):
-        if self._renderer is not None:
-            self._renderer.delete()
-            self._renderer = None
-            self._scene = None
+        self._renderer = None  # the shared context stays; pyrender frees meshes of dropped scenes
+        self._scene = None
 
     def __del__(self):
         try:

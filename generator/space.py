@@ -135,9 +135,7 @@ class Uniform(Family):
     @classmethod
     def from_dict(cls, name: str, d: Mapping[str, Any]) -> "Uniform":
         lo, hi = _bounds(name, d.get("bounds"), positive=cls.kind == "loguniform")
-        a, b = _pair(name, "range", d.get("range", [lo, hi]))
-        if not a <= b:
-            raise SpaceError(f"{name}.range: expected low <= high, got [{a}, {b}]")
+        a, b = _pair(name, "range", d.get("range", [lo, hi]))  # unsorted is the same range
         _within(name, "range", a, lo, hi), _within(name, "range", b, lo, hi)
         return cls(name, lo, hi, a, b)
 
@@ -230,17 +228,26 @@ class TruncatedNormal(Family):
     def from_dict(cls, name, d):
         lo, hi = _bounds(name, d.get("bounds"))
         mean = _within(name, "mean", _finite(name, "mean", d.get("mean", (lo + hi) / 2)), lo, hi)
-        std = _finite(name, "std", d.get("std", (hi - lo) / 4))
-        if std <= 0:
-            raise SpaceError(f"{name}.std: expected a positive standard deviation, got {std}")
-        fam = cls(name, lo, hi, mean, math.log(std))
+        if "log_std" in d and "std" in d:
+            raise SpaceError(f"{name}: expected one of std or log_std, got both")
+        if "log_std" in d:  # what to_dict writes: exact round trips
+            key, log_std = "log_std", _finite(name, "log_std", d["log_std"])
+        else:
+            std = _finite(name, "std", d.get("std", (hi - lo) / 4))
+            if std <= 0:
+                raise SpaceError(f"{name}.std: expected a positive standard deviation, got {std}")
+            key, log_std = "std", math.log(std)
+        fam = cls(name, lo, hi, mean, log_std)
         slo, shi = fam._std_bounds()
-        _within(name, "std", std, math.exp(slo), math.exp(shi))
+        if not slo - 1e-9 <= log_std <= shi + 1e-9:
+            shown = log_std if key == "log_std" else math.exp(log_std)
+            lim = (slo, shi) if key == "log_std" else (math.exp(slo), math.exp(shi))
+            raise SpaceError(f"{name}.{key}: expected a value within [{lim[0]:.6g}, {lim[1]:.6g}], got {shown}")
+        fam.log_std = min(max(log_std, slo), shi)
         return fam
 
     def to_dict(self):
-        return {"family": self.kind, "bounds": [self.lo, self.hi], "mean": self.mean,
-                "std": math.exp(self.log_std)}
+        return {"family": self.kind, "bounds": [self.lo, self.hi], "mean": self.mean, "log_std": self.log_std}
 
     def values(self):
         return np.array([self.mean, self.log_std], dtype=np.float64)
@@ -435,7 +442,7 @@ class Parameter:
         size = d.get("size", 1)
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise SpaceError(f"{name}.size: expected a positive integer, got {size!r}")
-        extra = set(d) - {"family", "size", "bounds", "range", "mean", "std", "choices", "probs", "logits"}
+        extra = set(d) - {"family", "size", "bounds", "range", "mean", "std", "log_std", "choices", "probs", "logits"}
         if extra:
             raise SpaceError(f"{name}: unknown key(s) {sorted(extra)}")
         return cls(FAMILIES[kind].from_dict(name, d), size)
@@ -486,6 +493,8 @@ class ParameterSpace:
                 merged = {"size": merged.get("size", 1)} if "size" in merged else {}
             if "probs" in sub:
                 merged.pop("logits", None)
+            if "std" in sub:
+                merged.pop("log_std", None)
             merged.update(sub)
             base[name] = merged
         return ParameterSpace.from_dict(base)

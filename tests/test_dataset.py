@@ -383,7 +383,7 @@ MALFORMED_MORE = [
     ("bbox with NaN", _set(["annotations", 0, "bbox"], [float("nan"), 3.0, 5.0, 6.0]), "bbox"),
     ("area is NaN", _set(["annotations", 0, "area"], float("nan")), "area"),
     ("visible_fraction is a string", _set(["annotations", 0, "visible_fraction"], "most"), "visible_fraction"),
-    ("width/height disagree with the file", _size_mismatch, "images[0]"),
+    ("width/height disagree with the file", _size_mismatch, "100"),
     ("segmentation size disagrees with the image", _segmentation_size_mismatch, "annotations[0]"),
 ]
 
