@@ -37,10 +37,13 @@ class Generator(abc.ABC):
     #: the default parameter space (controllers learn its θ)
     space: ParameterSpace
 
+    def scene_draws(self, theta: Any, n: int, seed: int) -> dict[str, np.ndarray]:
+        """Parameter values of n images, column-wise (vectorised, seeded)."""
+        return self.space.sample(theta, n, np.random.default_rng(derive_seed(seed, 0x5CE7E)))
+
     def scene_params(self, theta: Any, n: int, seed: int) -> list[dict[str, np.ndarray]]:
-        """n per-image parameter rows drawn from the distribution θ (vectorised, seeded)."""
-        draws = self.space.sample(theta, n, np.random.default_rng(derive_seed(seed, 0x5CE7E)))
-        return [{k: v[i] for k, v in draws.items()} for i in range(n)]
+        """The same values as :meth:`scene_draws`, one dict per image."""
+        return rows_of(self.scene_draws(theta, n, seed))
 
     @abc.abstractmethod
     def render(self, params: dict[str, np.ndarray], seed: int) -> Sample:
@@ -52,6 +55,11 @@ class Generator(abc.ABC):
 
     def close(self) -> None:
         pass
+
+
+def rows_of(draws: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    n = len(next(iter(draws.values()))) if draws else 0
+    return [{k: v[i] for k, v in draws.items()} for i in range(n)]
 
 
 def image_seeds(seed: int, n: int, start: int = 0) -> list[int]:

@@ -2,7 +2,9 @@
 
 Every figure covers the whole path: parameter sampling, RGB + depth + instance-id passes,
 sensor effects, masks, boxes and visible fractions. "one process" renders in this process;
-"all cores" renders over one Ray actor per core (the path `dropt render` uses).
+"all cores" renders over one Ray actor per core (the path `dropt render` uses). Each figure
+is the best of ``repeats`` runs (as timeit does): on a shared machine the slower runs measure
+the neighbours.
 """
 
 from __future__ import annotations
@@ -45,23 +47,25 @@ def _all_cores(size: int, mode: str, n: int, seed: int, workers: int) -> float:
                             "render": {"workers": workers, "chunk": 32}})
     with RenderPool(cfg) as pool:
         theta = pool.generator.space.to_vector()
-        pool.render(theta, 8 * workers, seed)  # warm-up every actor
+        pool.render(theta, 4 * pool.config.render.chunk * workers, seed)  # warm-up every actor
         t0 = time.perf_counter()
         pool.render(theta, n, seed + 1)
         return n / (time.perf_counter() - t0)
 
 
 def bench_render(sizes=(64, 128), n: int = 400, seed: int = 0, workers: int | None = None,
-                 modes=("gl", "pyrender", "naive"), log=print) -> dict[str, Any]:
+                 modes=("gl", "pyrender", "naive"), repeats: int = 2, log=print) -> dict[str, Any]:
     workers = workers or os.cpu_count() or 1
-    out: dict[str, Any] = {"workers": workers, "images": n}
+    out: dict[str, Any] = {"workers": workers, "images": n, "repeats": repeats,
+                           "modes": {m: MODES[m] for m in modes}}
     for size in sizes:
         fig: dict[str, float] = {}
         for mode in modes:
             k = n if mode == "gl" else max(n // 2, 50)
-            fig[f"{mode}_one_process"] = _one_process(size, mode, k, seed)
+            fig[f"{mode}_one_process"] = max(_one_process(size, mode, k, seed) for _ in range(repeats))
             log(f"  {size}²  {mode:8s}  one process   {fig[f'{mode}_one_process']:7.1f} img/s")
-            fig[f"{mode}_all_cores"] = _all_cores(size, mode, k * workers, seed, workers)
+            fig[f"{mode}_all_cores"] = max(_all_cores(size, mode, 2 * k * workers, seed, workers)
+                                           for _ in range(repeats))
             log(f"  {size}²  {mode:8s}  {workers} workers     {fig[f'{mode}_all_cores']:7.1f} img/s")
         if "naive" in modes:
             fig["speedup_vs_naive_one_process"] = fig["gl_one_process"] / fig["naive_one_process"]

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=_positive_int, default=400, help="images per measurement (default 400)")
     b.add_argument("--sizes", default="64,128", help="comma-separated image sizes (default 64,128)")
     b.add_argument("--workers", type=_positive_int, default=None, help="workers for the all-cores figure")
+    b.add_argument("--repeats", type=_positive_int, default=2, help="runs per figure; the best is kept (default 2)")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return parser
 
@@ -125,7 +126,7 @@ def cmd_bench(args) -> int:
         log = (lambda *a, **k: None) if args.json else print
         if not args.json:
             print(f"dropt bench render: {args.n} images per figure, RGB + depth + masks + boxes")
-        res = bench_render(sizes=sizes, n=args.n, workers=args.workers, log=log)
+        res = bench_render(sizes=sizes, n=args.n, workers=args.workers, repeats=args.repeats, log=log)
         if args.json:
             print(json.dumps(res))
         else:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from generator.base import Sample, image_seeds, render_dataset, samples_to_dataset
+from generator.base import Sample, image_seeds, render_dataset, rows_of, samples_to_dataset
 from generator.dataset import Dataset
 
 from .config import ExperimentConfig
@@ -56,10 +56,10 @@ class _Worker:
 
         self.generator = config_from_dict(config_raw).build_generator()
 
-    def render(self, rows: list[dict[str, np.ndarray]], seeds: list[int]) -> tuple:
-        """A chunk as three objects (stacked images, stacked depths, annotation lists): a few
-        large arrays cross Ray's object store far faster than many small ones."""
-        samples = [self.generator.render(r, s) for r, s in zip(rows, seeds)]
+    def render(self, draws: dict[str, np.ndarray], seeds: list[int]) -> tuple:
+        """A chunk in, a chunk out, both column-wise (parameter columns; stacked images, stacked
+        depths, annotation lists): a few arrays cross Ray far faster than many small objects."""
+        samples = [self.generator.render(r, s) for r, s in zip(rows_of(draws), seeds)]
         return _pack(samples)
 
     def ping(self) -> int:
@@ -94,7 +94,7 @@ class RenderPool:
             return ds
         import ray
 
-        rows = gen.scene_params(theta, n, seed)
+        draws = gen.scene_draws(theta, n, seed)
         seeds = image_seeds(seed, n)
         chunk = self.config.render.chunk
         starts = list(range(0, n, chunk))
@@ -106,7 +106,8 @@ class RenderPool:
         while starts or pending:
             while starts and free:
                 s, actor = starts.pop(0), free.pop(0)
-                pending[actor.render.remote(rows[s:s + chunk], seeds[s:s + chunk])] = (s, actor)
+                cols = {k: v[s:s + chunk] for k, v in draws.items()}
+                pending[actor.render.remote(cols, seeds[s:s + chunk])] = (s, actor)
             ready, _ = ray.wait(list(pending), num_returns=1)
             s, actor = pending.pop(ready[0])
             results[s] = _unpack(ray.get(ready[0]))

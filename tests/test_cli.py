@@ -1,0 +1,109 @@
+"""The command line: outputs land where asked, bad input is one line and exit status 2."""
+
+import filecmp
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from loop.cli import main
+from loop.config import ConfigError, apply_override, config_from_dict, load_config
+from loop.render_pool import RenderPool
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "experiments" / "shapes" / "smoke.toml"
+DEFAULT = ROOT / "experiments" / "shapes" / "default.toml"
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    return files_a == files_b and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
+
+
+def test_configs_load():
+    for path in (SMOKE, DEFAULT):
+        cfg = load_config(path)
+        assert cfg.generator_name == "shapes"
+
+
+def test_worker_count_does_not_change_bytes(tmp_path):
+    cfg = load_config(SMOKE)
+    outs = {}
+    for workers in (0, 1, 2):
+        with RenderPool(cfg, workers=workers) as pool:
+            ds = pool.render(pool.generator.space.to_vector(), 20, seed=9)
+        outs[workers] = tmp_path / f"w{workers}"
+        ds.write_coco(outs[workers])
+    assert _same_tree(outs[0], outs[1]) and _same_tree(outs[1], outs[2])
+
+
+def test_render_and_preview_commands(tmp_path, capsys):
+    assert main(["render", str(SMOKE), "--n", "6", "--workers", "0", "--seed", "2",
+                 "--out", str(tmp_path / "ds"), "--set", "generator.image_size=48"]) == 0
+    assert (tmp_path / "ds" / "annotations.json").is_file()
+    with Image.open(tmp_path / "ds" / "images" / "000001.png") as im:
+        assert im.size == (48, 48)
+    assert main(["preview", str(SMOKE), "--out", str(tmp_path / "grid.png"), "--n", "4"]) == 0
+    with Image.open(tmp_path / "grid.png") as im:
+        assert im.size[0] > 100
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("toml,fragment", [
+    ("[generator]\nimage_size = 3\n", "generator.image_size"),
+    ("[generator]\nname = 'nope.module:Gen'\n", "generator.name"),
+    ("[generator]\ncolour = 1\n", "generator"),
+    ("bogus = 1\n", "bogus"),
+    ("[render]\nworkers = -1\n", "render.workers"),
+    ("[space.'object.scale']\nrange = [0.1, 5.0]\n", "object.scale"),
+    ("[space.nonexistent]\nrange = [0, 1]\n", "nonexistent"),
+    ("[space.'object_count']\nfamily = 'poisson'\n", "object_count.family"),
+    ("[space.'light.intensity']\nbounds = [5.0, 1.0]\n", "light.intensity.bounds"),
+    ("not toml at all [[[", "TOML"),
+])
+def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys, toml, fragment):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(toml)
+    assert main(["render", str(bad), "--n", "2", "--out", str(tmp_path / "o"), "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["render", str(SMOKE), "--n", "zero", "--out", "x"], "--n"),
+    (["render", str(SMOKE), "--n", "0", "--out", "x"], "--n"),
+    (["render", str(SMOKE), "--n", "3"], "--out"),
+    (["render", "missing.toml", "--n", "3", "--out", "x"], "missing.toml"),
+    (["preview", str(SMOKE), "--out", "x.png", "--set", "generator.image_size"], "key=value"),
+    (["bench", "render", "--sizes", "big"], "--sizes"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(capsys, argv, fragment):
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err
+
+
+def test_console_script_exit_status():
+    proc = subprocess.run([sys.executable, "-m", "loop.cli", "render", str(SMOKE), "--n", "-3", "--out", "x"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--n" in proc.stderr
+
+
+def test_set_override_parses_values_and_quoted_keys():
+    raw = {}
+    apply_override(raw, 'space."object.scale".range=[0.7, 0.9]')
+    apply_override(raw, "generator.image_size=128")
+    apply_override(raw, "generator.name=shapes")
+    assert raw == {"space": {"object.scale": {"range": [0.7, 0.9]}},
+                   "generator": {"image_size": 128, "name": "shapes"}}
+    cfg = config_from_dict(raw)
+    assert cfg.build_generator().space["object.scale"].family.low == 0.7
+    with pytest.raises(ConfigError, match="dotted key"):
+        apply_override({}, 'a..b=1')
