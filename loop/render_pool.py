@@ -27,7 +27,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local runs only; clusters set their own
+    if not address:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, single-user Ray; clusters keep theirs
     env = {"PYOPENGL_PLATFORM": os.environ["PYOPENGL_PLATFORM"], "LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS", "0")}
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": "ERROR",
                               "runtime_env": {"env_vars": env}}
