@@ -2,7 +2,9 @@
 
 Every figure covers the whole path: parameter sampling, RGB + depth + instance-id passes,
 sensor effects, masks, boxes and visible fractions. "one process" renders in this process;
-"all cores" renders over one Ray actor per core (the path `dropt render` uses). Each figure
+"all cores" renders over one Ray actor per core (the path `dropt render` uses); "1 worker"
+is that pool with a single actor, so ``scaling_pool_workers`` is what the second core adds to
+the pool and ``scaling_all_cores`` is the pool against a bare loop. Each figure
 is the best of ``repeats`` runs (as timeit does): on a shared machine the slower runs measure
 the neighbours.
 """
@@ -70,6 +72,11 @@ def bench_render(sizes=(64, 128), n: int = 400, seed: int = 0, workers: int | No
         if "naive" in modes:
             fig["speedup_vs_naive_one_process"] = fig["gl_one_process"] / fig["naive_one_process"]
             fig["speedup_vs_naive_all_cores"] = fig["gl_all_cores"] / fig["naive_all_cores"]
+        if "gl" in modes and workers > 1:
+            # the pool with one actor: separates Ray's own cost from what a second core adds
+            fig["gl_one_worker"] = max(_all_cores(size, "gl", 2 * n, seed, 1) for _ in range(repeats))
+            log(f"  {size}²  gl        1 worker      {fig['gl_one_worker']:7.1f} img/s")
+            fig["scaling_pool_workers"] = fig["gl_all_cores"] / fig["gl_one_worker"]
         fig["scaling_all_cores"] = fig["gl_all_cores"] / fig["gl_one_process"]
         out[str(size)] = {k: round(v, 2) for k, v in fig.items()}
     return out

@@ -134,7 +134,9 @@ def cmd_bench(args) -> int:
                 f = res[str(size)]
                 print(f"{size}²: reuse/naive {f['speedup_vs_naive_one_process']:.2f}× (one process), "
                       f"{f['speedup_vs_naive_all_cores']:.2f}× (all cores); "
-                      f"one process → {res['workers']} workers {f['scaling_all_cores']:.2f}×")
+                      f"one process → {res['workers']} workers {f['scaling_all_cores']:.2f}×"
+                      + (f", pool 1 → {res['workers']} workers {f['scaling_pool_workers']:.2f}×"
+                         if "scaling_pool_workers" in f else ""))
         return 0
     return EXIT_USAGE
 

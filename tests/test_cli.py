@@ -107,3 +107,13 @@ def test_set_override_parses_values_and_quoted_keys():
     assert cfg.build_generator().space["object.scale"].family.low == 0.7
     with pytest.raises(ConfigError, match="dotted key"):
         apply_override({}, 'a..b=1')
+
+
+def test_bench_render_reports_every_figure():
+    from loop.bench_render import bench_render
+
+    res = bench_render(sizes=(32,), n=20, workers=1, modes=("gl", "naive"), repeats=1, log=lambda *a: None)
+    fig = res["32"]
+    for key in ("gl_one_process", "gl_all_cores", "naive_one_process", "naive_all_cores"):
+        assert fig[key] > 0
+    assert fig["speedup_vs_naive_one_process"] == pytest.approx(fig["gl_one_process"] / fig["naive_one_process"], rel=0.01)
