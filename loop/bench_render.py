@@ -15,7 +15,6 @@ import os
 import time
 from typing import Any
 
-import numpy as np
 
 from generator.base import image_seeds
 from generator.shapes import ShapesGenerator
