@@ -2,4 +2,5 @@
 
 BUILTIN = {
     "shapes": "generator.shapes:ShapesGenerator",
+    "digits": "generator.digits:DigitsGenerator",
 }
