@@ -1,0 +1,116 @@
+"""The classification task (the digits benchmark): a small CNN trained on synthetic images and
+scored by accuracy on the real splits."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from generator.dataset import Dataset
+
+from .base import Evaluator, EvaluatorError, Fidelity, Metrics, ProgressFn, check_splits
+from .real import RealSplits, class_labels
+from .training import build_seeded, fit, load_warm_start, resolve_device, state_dict_cpu, torch_threads
+
+
+class SmallCNN(nn.Module):
+    """Two 3×3 conv blocks, one 2× pool, a 128-unit hidden layer; sized for 8×8 to 32×32 grey input."""
+
+    def __init__(self, num_classes: int, in_channels: int = 1, width: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(4), nn.Flatten())
+        self.classifier = nn.Sequential(nn.Dropout(0.25), nn.Linear(32 * width, 128), nn.ReLU(inplace=True),
+                                        nn.Linear(128, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def _to_input(images: np.ndarray, value_max: float) -> torch.Tensor:
+    """uint8 N×H×W (grey) or N×H×W×C → float N×C×H×W scaled to [0, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(value_max)
+    return x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
+
+
+class ClassificationEvaluator(Evaluator):
+    """Train on synthetic labelled images (one whole-image annotation each), score accuracy."""
+
+    score_name = "accuracy"
+    higher_is_better = True
+
+    def __init__(self, real: RealSplits, *, value_max: float | None = None, device: str = "auto",
+                 threads: int | None = None, width: int = 32, lr: float = 2e-3, weight_decay: float = 1e-3):
+        if not isinstance(width, int) or width < 4:
+            raise EvaluatorError(f"evaluator.width: expected an integer >= 4, got {width!r}")
+        self.real, self.width, self.lr, self.weight_decay = real, width, float(lr), float(weight_decay)
+        self.value_max = float(value_max if value_max is not None else real.val.info.get("value_max", 255))
+        self.device = resolve_device(device)
+        self.threads = threads
+        first = real.val.images[0]
+        self.shape = first.shape
+        self.in_channels = 1 if first.ndim == 2 else first.shape[2]
+        self.val_labels, self.test_labels = class_labels(real.val), class_labels(real.test)
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.real.val.categories)
+
+    def new_model(self, seed: int) -> SmallCNN:
+        return build_seeded(lambda: SmallCNN(len(self.categories), self.in_channels, self.width), seed).to(self.device)
+
+    def evaluate(self, dataset: Dataset, fidelity: Fidelity, seed: int, warm_start: dict | None = None, *,
+                 splits: Sequence[str] = ("val",), progress: ProgressFn | None = None) -> Metrics:
+        splits = check_splits(splits)
+        if len(dataset) == 0:
+            raise EvaluatorError("expected a synthetic dataset with at least one image, got 0")
+        if list(dataset.categories) != self.categories:
+            raise EvaluatorError(f"expected the synthetic categories to match the real set's {self.categories}, "
+                                 f"got {list(dataset.categories)}")
+        t0 = time.perf_counter()
+        if fidelity.images is not None:
+            dataset = dataset.subset(range(min(fidelity.images, len(dataset))))
+        images = dataset.stacked_images()
+        if images.shape[1:] != self.shape:
+            raise EvaluatorError(f"expected synthetic images of the real set's shape {self.shape}, got {images.shape[1:]}")
+        x = _to_input(images, self.value_max).to(self.device)
+        y = torch.from_numpy(class_labels(dataset)).to(self.device)
+        with torch_threads(self.threads):
+            model = self.new_model(seed)
+            load_warm_start(model, warm_start)
+
+            def step_loss(idx: np.ndarray) -> torch.Tensor:
+                sel = torch.from_numpy(idx).to(self.device)
+                return F.cross_entropy(model(x[sel]), y[sel])
+
+            t_prep = time.perf_counter() - t0
+            curve, t_train = fit(model, step_loss, n_items=len(dataset), steps=fidelity.steps,
+                                 batch_size=fidelity.batch_size, seed=seed, lr=self.lr,
+                                 weight_decay=self.weight_decay, progress=progress)
+            t1 = time.perf_counter()
+            extras: dict[str, float] = {}
+            for split in splits:
+                real = getattr(self.real, split)
+                pred = self.predict(model, real.stacked_images())
+                labels = self.val_labels if split == "val" else self.test_labels
+                extras[f"{split}_accuracy"] = float((pred == labels).mean())
+        extras["train_images"] = float(len(dataset))
+        extras["final_loss"] = curve[-1]
+        return Metrics(score=extras.get("val_accuracy", float("nan")), extras=extras, loss_curve=curve,
+                       timings={"prepare": t_prep, "train": t_train, "score": time.perf_counter() - t1,
+                                "total": time.perf_counter() - t0},
+                       weights=state_dict_cpu(model))
+
+    @torch.no_grad()
+    def predict(self, model: SmallCNN, images: np.ndarray) -> np.ndarray:
+        model.eval()
+        out = [model(_to_input(images[s:s + 512], self.value_max).to(self.device)).argmax(1).cpu()
+               for s in range(0, len(images), 512)]
+        return torch.cat(out).numpy()

@@ -1,0 +1,104 @@
+"""The detection task: train the CenterNet-style detector on a synthetic COCO set, score COCO
+AP50 and mAP@[.5:.95] on the real splits."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from generator.dataset import Dataset
+
+from .base import Evaluator, EvaluatorError, Fidelity, Metrics, ProgressFn, check_splits
+from .centernet import CenterNet, decode, detection_loss, encode_targets, images_to_tensor
+from .coco_metrics import Detections, detection_scores
+from .real import RealSplits
+from .training import build_seeded, fit, load_warm_start, resolve_device, state_dict_cpu, torch_threads
+
+SCORES = ("ap50", "map")
+
+
+class DetectionEvaluator(Evaluator):
+    """Train on synthetic images, score on the real val split (and test when asked)."""
+
+    higher_is_better = True
+
+    def __init__(self, real: RealSplits, *, score: str = "ap50", device: str = "auto", threads: int | None = None,
+                 width: int = 32, lr: float = 3e-3, eval_batch: int = 128):
+        if score not in SCORES:
+            raise EvaluatorError(f"evaluator.score: expected one of {list(SCORES)}, got {score!r}")
+        if not isinstance(width, int) or width < 8 or width % 2:
+            raise EvaluatorError(f"evaluator.width: expected an even integer >= 8, got {width!r}")
+        if not lr > 0:
+            raise EvaluatorError(f"evaluator.lr: expected a positive number, got {lr!r}")
+        self.real, self.score_name, self.width, self.lr = real, score, width, float(lr)
+        self.device = resolve_device(device)
+        self.threads, self.eval_batch = threads, eval_batch
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.real.val.categories)
+
+    def _check(self, dataset: Dataset) -> None:
+        if len(dataset) == 0:
+            raise EvaluatorError("expected a synthetic dataset with at least one image, got 0")
+        if list(dataset.categories) != self.categories:
+            raise EvaluatorError(f"expected the synthetic categories to match the real set's {self.categories}, "
+                                 f"got {list(dataset.categories)}")
+
+    def new_model(self, seed: int) -> CenterNet:
+        return build_seeded(lambda: CenterNet(len(self.categories), self.width), seed).to(self.device)
+
+    def evaluate(self, dataset: Dataset, fidelity: Fidelity, seed: int, warm_start: dict | None = None, *,
+                 splits: Sequence[str] = ("val",), progress: ProgressFn | None = None) -> Metrics:
+        splits = check_splits(splits)
+        self._check(dataset)
+        t0 = time.perf_counter()
+        if fidelity.images is not None:
+            dataset = dataset.subset(range(min(fidelity.images, len(dataset))))
+        images = torch.from_numpy(dataset.stacked_images())
+        h, w = images.shape[1:3]
+        targets = {k: v.to(self.device) for k, v in
+                   encode_targets(dataset.annotations, len(self.categories), h, w).items()}
+        images = images.to(self.device)
+        with torch_threads(self.threads):
+            model = self.new_model(seed)
+            load_warm_start(model, warm_start)
+            t_prep = time.perf_counter() - t0
+
+            def step_loss(idx: np.ndarray) -> torch.Tensor:
+                sel = torch.from_numpy(idx).to(self.device)
+                out = model(images_to_tensor(images[sel]))
+                return detection_loss(out, {k: v[sel] for k, v in targets.items()})
+
+            curve, t_train = fit(model, step_loss, n_items=len(dataset), steps=fidelity.steps,
+                                 batch_size=fidelity.batch_size, seed=seed, lr=self.lr, progress=progress)
+            t1 = time.perf_counter()
+            extras: dict[str, float] = {}
+            for split in splits:
+                real = getattr(self.real, split)
+                for name, value in detection_scores(real, self.predict(model, real)).items():
+                    extras[f"{split}_{name}"] = value
+            t_score = time.perf_counter() - t1
+        extras["train_images"] = float(len(dataset))
+        extras["final_loss"] = curve[-1]
+        score = extras.get(f"val_{self.score_name}", float("nan"))
+        return Metrics(score=score, extras=extras, loss_curve=curve,
+                       timings={"prepare": t_prep, "train": t_train, "score": t_score,
+                                "total": time.perf_counter() - t0},
+                       weights=state_dict_cpu(model))
+
+    @torch.no_grad()
+    def predict(self, model: CenterNet, dataset: Dataset) -> list[Detections]:
+        """Detections for every image of ``dataset`` (images of one size)."""
+        model.eval()
+        images = dataset.stacked_images()
+        h, w = images.shape[1:3]
+        out: list[Detections] = []
+        for start in range(0, len(images), self.eval_batch):
+            x = images_to_tensor(images[start:start + self.eval_batch]).to(self.device)
+            for boxes, scores, labels in decode(model(x), h, w):
+                out.append(Detections(boxes, scores, labels))
+        return out
