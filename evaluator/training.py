@@ -82,13 +82,24 @@ def fit(model: nn.Module, step_loss: Callable[[np.ndarray], torch.Tensor], *, n_
     if n_items < 1:
         raise EvaluatorError("expected a non-empty training set, got 0 images")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    warmup = min(50, max(steps // 10, 1))
     rng = np.random.default_rng(seed)
     every = max(steps // LOSS_CURVE_POINTS, 1)
-    curve, acc, count = [], 0.0, 0
+    curve: list[float] = []
     model.train()
     t0 = time.perf_counter()
-    for step, idx in enumerate(batch_indices(n_items, batch_size, steps, rng)):
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)   # dropout and any other in-model randomness, without touching the caller's RNG
+        _train_steps(model, step_loss, opt, batch_indices(n_items, batch_size, steps, rng), steps, lr, every,
+                     curve, progress)
+    model.eval()
+    return curve, time.perf_counter() - t0
+
+
+def _train_steps(model, step_loss, opt, batches, steps, lr, every, curve, progress) -> None:
+    warmup = min(50, max(steps // 10, 1))
+    acc, count = 0.0, 0
+    for step, idx in enumerate(batches):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr, warmup)
         loss = step_loss(idx)
@@ -103,8 +114,6 @@ def fit(model: nn.Module, step_loss: Callable[[np.ndarray], torch.Tensor], *, n_
             if progress is not None:
                 progress(step + 1, steps, acc / count)
             acc, count = 0.0, 0
-    model.eval()
-    return curve, time.perf_counter() - t0
 
 
 def state_dict_cpu(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -20,3 +20,26 @@ def apply_sensor(rgb: np.ndarray, rng: np.random.Generator, *, noise: float = 0.
     if noise > 0.0:
         x += rng.standard_normal(x.shape, dtype=np.float32) * np.float32(noise)
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def apply_camera_model(image: np.ndarray, rng: np.random.Generator, *, noise: float = 0.0, blur: float = 0.0,
+                       gamma: float = 1.0, color_gain: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                       jpeg_quality: int | None = None) -> np.ndarray:
+    """A fixed "real camera" applied after rendering, for hidden target domains: a white-balance
+    cast (per-channel gain), gamma, blur, noise, then a JPEG round trip. The cast and the JPEG
+    artefacts are outside any search space, so a reality gap remains however well θ is learned."""
+    x = image
+    if x.ndim == 3 and tuple(color_gain) != (1.0, 1.0, 1.0):
+        x = np.clip(np.rint(x.astype(np.float32) * np.asarray(color_gain, np.float32)), 0, 255).astype(np.uint8)
+    x = apply_sensor(x, rng, noise=noise, blur=blur, gamma=gamma)
+    if jpeg_quality is not None:
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(x).save(buf, format="JPEG", quality=int(jpeg_quality))
+        buf.seek(0)
+        with Image.open(buf) as im:
+            x = np.asarray(im.convert("RGB" if x.ndim == 3 else "L"), dtype=np.uint8).copy()
+    return x

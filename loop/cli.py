@@ -61,6 +61,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, default=16, help="number of images (default 16)")
     p.add_argument("--seed", type=_non_negative_int, default=None)
 
+    p = sub.add_parser("make-target", help="render a hidden target domain's val and test sets (stand-in real data)")
+    _add_config(p)
+    p.add_argument("--out", required=True, help="output directory (gets val/, test/, target.json, preview.png)")
+    p.add_argument("--workers", type=_non_negative_int, default=None,
+                   help="Ray render actors (default: the config's render.workers; 0 = in-process)")
+    p.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local Ray")
+
+    p = sub.add_parser("eval", help="train the detector on a COCO set and score it on a real set's val and test splits")
+    p.add_argument("synthetic", metavar="SYNTHETIC_DIR", help="COCO dataset to train on (e.g. what `dropt render` wrote)")
+    p.add_argument("--real", required=True, metavar="REAL_DIR",
+                   help="real COCO set: val/ and test/ sub-sets, or one set split here with --split-seed")
+    p.add_argument("--steps", type=_positive_int, default=900, help="training steps (default 900)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="images per step (default 32)")
+    p.add_argument("--images", type=_positive_int, default=None, help="train on the first N images only")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="training seed (default 0)")
+    p.add_argument("--split-seed", type=_non_negative_int, default=0, help="seed of the real val/test split (default 0)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:i]")
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+
     p = sub.add_parser("bench", help="benchmarks that print their figures")
     bsub = p.add_subparsers(dest="bench", required=True, parser_class=_Parser)
     b = bsub.add_parser("render", help="images/s: reuse renderer vs naive loop, one process vs all cores")
@@ -69,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=_positive_int, default=None, help="workers for the all-cores figure")
     b.add_argument("--repeats", type=_positive_int, default=2, help="runs per figure; the best is kept (default 2)")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    b = bsub.add_parser("evaluator", help="oracle detector AP50 on the target domain; digits accuracy real vs synthetic")
+    b.add_argument("--oracle-steps", type=_positive_int, default=900, help="oracle training steps (default 900)")
+    b.add_argument("--digits-steps", type=_positive_int, default=1500, help="digits classifier steps (default 1500)")
+    b.add_argument("--seed", type=_non_negative_int, default=0)
+    b.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads (default 2)")
+    b.add_argument("--workers", type=_non_negative_int, default=None, help="render actors (default: the config's)")
+    b.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     return parser
 
 
@@ -110,7 +137,63 @@ def cmd_preview(args) -> int:
     return 0
 
 
+def cmd_make_target(args) -> int:
+    from .config import load_config
+    from .target import make_target
+
+    cfg = load_config(args.config, args.overrides)
+    summary = make_target(cfg, args.out, workers=args.workers, address=args.address)
+    print(f"wrote the target domain to {args.out}: val {summary['val']['images']} images "
+          f"({summary['val']['objects']} objects), test {summary['test']['images']} images "
+          f"({summary['test']['objects']} objects); hidden parameters in {Path(args.out) / 'target.json'}, "
+          f"preview in {Path(args.out) / 'preview.png'} ({summary['seconds']:.1f} s)")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from evaluator.base import Fidelity
+    from evaluator.detection import DetectionEvaluator
+    from evaluator.real import load_coco_real
+    from generator.dataset import Dataset
+
+    synthetic = Dataset.read_coco(args.synthetic)
+    real = load_coco_real(args.real, seed=args.split_seed)
+    ev = DetectionEvaluator(real, device=args.device, threads=args.threads)
+    fid = Fidelity(steps=args.steps, batch_size=args.batch_size, images=args.images)
+
+    def progress(step: int, total: int, loss: float) -> None:
+        if not args.json and (step == total or step % max(total // 10, 1) < max(total // 20, 1)):
+            print(f"training: step {step}/{total}  loss {loss:.3f}", file=sys.stderr, flush=True)
+
+    if not args.json:
+        print(f"training the detector on {args.synthetic} ({len(synthetic)} images) on {ev.device}; "
+              f"scoring on {real.describe()}", file=sys.stderr)
+    m = ev.evaluate(synthetic, fid, args.seed, splits=("val", "test"), progress=progress)
+    if args.json:
+        print(json.dumps({"synthetic": args.synthetic, "real": args.real, "steps": args.steps, "seed": args.seed,
+                          **m.to_dict()}))
+        return 0
+    for split in ("val", "test"):
+        print(f"{split:4s} ({len(getattr(real, split))} images): mAP@[.5:.95] {m.extras[f'{split}_map']:.3f}  "
+              f"AP50 {m.extras[f'{split}_ap50']:.3f}")
+    print(f"trained {args.steps} steps on {int(m.extras['train_images'])} images in {m.timings['train']:.1f} s")
+    return 0
+
+
 def cmd_bench(args) -> int:
+    if args.bench == "evaluator":
+        from .bench_evaluator import bench_evaluator
+
+        log = (lambda *a, **k: None) if args.json else (lambda *a, **k: print(*a, **k, flush=True))
+        res = bench_evaluator(oracle_steps=args.oracle_steps, digits_steps=args.digits_steps, seed=args.seed,
+                              threads=args.threads, workers=args.workers, log=log)
+        if args.json:
+            print(json.dumps(res))
+        else:
+            print(f"oracle AP50 {res['oracle_ap50']:.3f} (target >= 0.8) in {res['oracle_train_seconds']:.1f} s of "
+                  f"training (target <= 60); digits: real {res['digits_real_acc']:.3f} (target >= 0.95), "
+                  f"synthetic default {res['digits_synthetic_acc']:.3f}")
+        return 0
     if args.bench == "render":
         from .bench_render import bench_render
 
@@ -138,11 +221,13 @@ def cmd_bench(args) -> int:
     return EXIT_USAGE
 
 
-COMMANDS = {"render": cmd_render, "preview": cmd_preview, "bench": cmd_bench}
+COMMANDS = {"render": cmd_render, "preview": cmd_preview, "make-target": cmd_make_target, "eval": cmd_eval,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from evaluator.base import EvaluatorError
     from generator.dataset import DatasetError
     from generator.space import SpaceError
 
@@ -150,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, SpaceError, DatasetError) as e:
+    except (ConfigError, SpaceError, DatasetError, EvaluatorError) as e:
         print(f"dropt {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ class ConfigError(ValueError):
     """A bad config file or override. The message is one line that names the key."""
 
 
-TOP_LEVEL = {"seed", "generator", "space", "render"}
+TOP_LEVEL = {"seed", "generator", "space", "render", "target"}
 
 
 @dataclass
@@ -30,6 +30,20 @@ class RenderSettings:
     chunk: int = 16           # images per actor call (load balancing vs. call overhead)
 
 
+CAMERA_DEFAULTS: dict[str, Any] = {"noise": 0.0, "blur": 0.0, "gamma": 1.0, "color_gain": [1.0, 1.0, 1.0],
+                                   "jpeg_quality": None}
+
+
+@dataclass
+class TargetSettings:
+    """A hidden target domain for controlled experiments (``dropt make-target``)."""
+
+    val: int = 300            # images in the real-stand-in validation split (the search's reward)
+    test: int = 500           # images in the test split (reported only)
+    train: int = 2000         # images the oracle detector of ``dropt bench evaluator`` trains on
+    camera: dict[str, Any] = field(default_factory=lambda: dict(CAMERA_DEFAULTS))  # see apply_camera_model
+
+
 @dataclass
 class ExperimentConfig:
     seed: int
@@ -37,6 +51,7 @@ class ExperimentConfig:
     generator_options: dict[str, Any]
     space: dict[str, Any]
     render: RenderSettings
+    target: TargetSettings | None = None
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     source: str = ""
 
@@ -128,7 +143,39 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> ExperimentC
                             chunk=_int(rend, "chunk", 16, 1, "render."))
     return ExperimentConfig(seed=_int(raw, "seed", 0, 0), generator_name=name,
                             generator_options={k: v for k, v in gen.items() if k != "name"},
-                            space=space, render=render, raw=copy.deepcopy(raw), source=source)
+                            space=space, render=render, target=_target(raw.get("target")),
+                            raw=copy.deepcopy(raw), source=source)
+
+
+def _target(raw: Any) -> TargetSettings | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"target: expected a table, got {type(raw).__name__}")
+    unknown = set(raw) - {"val", "test", "train", "camera"}
+    if unknown:
+        raise ConfigError(f"target.{sorted(unknown)[0]}: unknown key; expected val, test, train or camera")
+    cam = raw.get("camera", {})
+    if not isinstance(cam, dict):
+        raise ConfigError(f"target.camera: expected a table, got {type(cam).__name__}")
+    unknown = set(cam) - set(CAMERA_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"target.camera.{sorted(unknown)[0]}: unknown key; expected one of {sorted(CAMERA_DEFAULTS)}")
+    camera = dict(CAMERA_DEFAULTS)
+    camera["noise"] = _num(cam, "noise", 0.0, 0.0, "target.camera.")
+    camera["blur"] = _num(cam, "blur", 0.0, 0.0, "target.camera.")
+    camera["gamma"] = _num(cam, "gamma", 1.0, 0.05, "target.camera.")
+    gain = cam.get("color_gain", [1.0, 1.0, 1.0])
+    if (not isinstance(gain, list) or len(gain) != 3
+            or not all(isinstance(g, (int, float)) and not isinstance(g, bool) and g >= 0 for g in gain)):
+        raise ConfigError(f"target.camera.color_gain: expected three numbers >= 0 (R, G, B), got {gain!r}")
+    camera["color_gain"] = [float(g) for g in gain]
+    q = cam.get("jpeg_quality")
+    if q is not None and (not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 95):
+        raise ConfigError(f"target.camera.jpeg_quality: expected an integer in [1, 95], got {q!r}")
+    camera["jpeg_quality"] = q
+    return TargetSettings(val=_int(raw, "val", 300, 2, "target."), test=_int(raw, "test", 500, 2, "target."),
+                          train=_int(raw, "train", 2000, 1, "target."), camera=camera)
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:
