@@ -52,7 +52,8 @@ class CenterNet(nn.Module):
 
 
 def images_to_tensor(images: np.ndarray | torch.Tensor, value_max: float = 255.0) -> torch.Tensor:
-    """uint8 N×H×W(×C) → float N×3×H'×W' in [0, 1], grey replicated, padded to a multiple of 8."""
+    """uint8 N×H×W(×C) → float N×3×H'×W' in [0, 1] (channels-last memory), grey replicated,
+    padded to a multiple of 8."""
     x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
     if x.ndim == 3:
         x = x.unsqueeze(-1)
@@ -65,7 +66,7 @@ def images_to_tensor(images: np.ndarray | torch.Tensor, value_max: float = 255.0
     ph, pw = (-h) % (2 * STRIDE), (-w) % (2 * STRIDE)
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph))
-    return x.contiguous()
+    return x.contiguous(memory_format=torch.channels_last)   # NHWC: oneDNN's fast layout on CPU
 
 
 def encode_targets(annotations: list[list[ObjectAnnotation]], num_classes: int, height: int, width: int
@@ -114,7 +115,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def _gather(feature: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """(N, 2, h, w) at flat indices (N, M) → (N, M, 2)."""
     n, c = feature.shape[:2]
-    flat = feature.view(n, c, -1)
+    flat = feature.reshape(n, c, -1)
     return flat.gather(2, index.unsqueeze(1).expand(-1, c, -1)).permute(0, 2, 1)
 
 
@@ -136,7 +137,7 @@ def decode(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], image_heigh
     n, c, h, w = heat.shape
     p = torch.sigmoid(heat)
     peaks = p * (F.max_pool2d(p, 3, 1, 1) == p)
-    scores, flat = peaks.view(n, -1).topk(min(top_k, c * h * w))
+    scores, flat = peaks.reshape(n, -1).topk(min(top_k, c * h * w))
     cls = flat // (h * w)
     pix = flat % (h * w)
     sz = _gather(size, pix).clamp(min=0) * STRIDE

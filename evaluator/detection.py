@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from generator.dataset import Dataset
+from generator.dataset import Dataset, ObjectAnnotation
 
 from .base import Evaluator, EvaluatorError, Fidelity, Metrics, ProgressFn, check_splits
 from .centernet import CenterNet, decode, detection_loss, encode_targets, images_to_tensor
@@ -26,7 +26,7 @@ class DetectionEvaluator(Evaluator):
     higher_is_better = True
 
     def __init__(self, real: RealSplits, *, score: str = "ap50", device: str = "auto", threads: int | None = None,
-                 width: int = 32, lr: float = 3e-3, eval_batch: int = 128):
+                 width: int = 48, lr: float = 6e-3, flip: bool = True, eval_batch: int = 128):
         if score not in SCORES:
             raise EvaluatorError(f"evaluator.score: expected one of {list(SCORES)}, got {score!r}")
         if not isinstance(width, int) or width < 8 or width % 2:
@@ -35,7 +35,7 @@ class DetectionEvaluator(Evaluator):
             raise EvaluatorError(f"evaluator.lr: expected a positive number, got {lr!r}")
         self.real, self.score_name, self.width, self.lr = real, score, width, float(lr)
         self.device = resolve_device(device)
-        self.threads, self.eval_batch = threads, eval_batch
+        self.threads, self.eval_batch, self.flip = threads, eval_batch, bool(flip)
 
     @property
     def categories(self) -> list[str]:
@@ -49,7 +49,8 @@ class DetectionEvaluator(Evaluator):
                                  f"got {list(dataset.categories)}")
 
     def new_model(self, seed: int) -> CenterNet:
-        return build_seeded(lambda: CenterNet(len(self.categories), self.width), seed).to(self.device)
+        model = build_seeded(lambda: CenterNet(len(self.categories), self.width), seed)
+        return model.to(self.device, memory_format=torch.channels_last)
 
     def evaluate(self, dataset: Dataset, fidelity: Fidelity, seed: int, warm_start: dict | None = None, *,
                  splits: Sequence[str] = ("val",), progress: ProgressFn | None = None) -> Metrics:
@@ -60,9 +61,13 @@ class DetectionEvaluator(Evaluator):
             dataset = dataset.subset(range(min(fidelity.images, len(dataset))))
         images = torch.from_numpy(dataset.stacked_images())
         h, w = images.shape[1:3]
-        targets = {k: v.to(self.device) for k, v in
-                   encode_targets(dataset.annotations, len(self.categories), h, w).items()}
+        C = len(self.categories)
+        # targets for the images as given and mirrored left-right: a flip per sample is then an
+        # index choice at batch time (a free doubling of the data, no Python per object)
+        targets = [{k: v.to(self.device) for k, v in encode_targets(anns, C, h, w).items()}
+                   for anns in (dataset.annotations, _mirrored(dataset.annotations, w))]
         images = images.to(self.device)
+        flip_rng = np.random.default_rng([seed, 0xF11B])
         with torch_threads(self.threads):
             model = self.new_model(seed)
             load_warm_start(model, warm_start)
@@ -70,8 +75,16 @@ class DetectionEvaluator(Evaluator):
 
             def step_loss(idx: np.ndarray) -> torch.Tensor:
                 sel = torch.from_numpy(idx).to(self.device)
-                out = model(images_to_tensor(images[sel]))
-                return detection_loss(out, {k: v[sel] for k, v in targets.items()})
+                batch = images[sel]
+                flip = torch.from_numpy(flip_rng.random(len(idx)) < 0.5).to(self.device) if self.flip else None
+                if flip is not None:
+                    batch = torch.where(flip[:, None, None, None] if batch.ndim == 4 else flip[:, None, None],
+                                        batch.flip(2), batch)
+                tgt = {}
+                for k in targets[0]:
+                    a, b = targets[0][k][sel], targets[1][k][sel]
+                    tgt[k] = a if flip is None else torch.where(flip.view(-1, *[1] * (a.ndim - 1)), b, a)
+                return detection_loss(model(images_to_tensor(batch)), tgt)
 
             curve, t_train = fit(model, step_loss, n_items=len(dataset), steps=fidelity.steps,
                                  batch_size=fidelity.batch_size, seed=seed, lr=self.lr, progress=progress)
@@ -102,3 +115,9 @@ class DetectionEvaluator(Evaluator):
             for boxes, scores, labels in decode(model(x), h, w):
                 out.append(Detections(boxes, scores, labels))
         return out
+
+
+def _mirrored(annotations: list[list[ObjectAnnotation]], width: int) -> list[list[ObjectAnnotation]]:
+    """Boxes of the left-right mirrored images (only boxes and classes: what the detector learns)."""
+    return [[ObjectAnnotation(o.category_id, (width - o.bbox[0] - o.bbox[2], o.bbox[1], o.bbox[2], o.bbox[3]),
+                              o.area) for o in objs] for objs in annotations]

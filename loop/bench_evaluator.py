@@ -33,7 +33,7 @@ def _progress(log: Callable[..., None], label: str):
     return show
 
 
-def bench_oracle(*, config: str = TARGET_CONFIG, steps: int = 900, batch_size: int = 32, seed: int = 0,
+def bench_oracle(*, config: str = TARGET_CONFIG, steps: int = 1200, batch_size: int = 32, seed: int = 0,
                  threads: int | None = 2, workers: int | None = None, log: Callable[..., None] = print) -> dict[str, Any]:
     cfg = load_config(config)
     settings = target_settings(cfg)
@@ -81,7 +81,7 @@ def bench_digits(*, config: str = DIGITS_CONFIG, synthetic: int = 5000, steps: i
             "digits_synthetic_train_seconds": m_syn.timings["train"], "digits_render_seconds": render_s}
 
 
-def bench_evaluator(*, oracle_steps: int = 900, digits_steps: int = 1500, seed: int = 0, threads: int | None = 2,
+def bench_evaluator(*, oracle_steps: int = 1200, digits_steps: int = 1500, seed: int = 0, threads: int | None = 2,
                     workers: int | None = None, log: Callable[..., None] = print) -> dict[str, Any]:
     res = bench_oracle(steps=oracle_steps, seed=seed, threads=threads, workers=workers, log=log)
     res.update(bench_digits(steps=digits_steps, seed=seed, threads=threads, log=log))

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("synthetic", metavar="SYNTHETIC_DIR", help="COCO dataset to train on (e.g. what `dropt render` wrote)")
     p.add_argument("--real", required=True, metavar="REAL_DIR",
                    help="real COCO set: val/ and test/ sub-sets, or one set split here with --split-seed")
-    p.add_argument("--steps", type=_positive_int, default=900, help="training steps (default 900)")
+    p.add_argument("--steps", type=_positive_int, default=1200, help="training steps (default 1200)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="images per step (default 32)")
     p.add_argument("--images", type=_positive_int, default=None, help="train on the first N images only")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="training seed (default 0)")
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=_positive_int, default=2, help="runs per figure; the best is kept (default 2)")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     b = bsub.add_parser("evaluator", help="oracle detector AP50 on the target domain; digits accuracy real vs synthetic")
-    b.add_argument("--oracle-steps", type=_positive_int, default=900, help="oracle training steps (default 900)")
+    b.add_argument("--oracle-steps", type=_positive_int, default=1200, help="oracle training steps (default 1200)")
     b.add_argument("--digits-steps", type=_positive_int, default=1500, help="digits classifier steps (default 1500)")
     b.add_argument("--seed", type=_non_negative_int, default=0)
     b.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads (default 2)")
