@@ -61,6 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, default=16, help="number of images (default 16)")
     p.add_argument("--seed", type=_non_negative_int, default=None)
 
+    p = sub.add_parser("run", help="run the closed loop: learn the generator's distribution from real-val scores")
+    p.add_argument("config", nargs="?", help="experiment TOML (not needed with --resume)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable)")
+    p.add_argument("--optimizer", default=None, help="controller (default: the config's loop.optimizer)")
+    p.add_argument("--budget", type=_positive_int, default=None, help="rounds (default: the config's loop.budget)")
+    p.add_argument("--seed", type=_non_negative_int, default=None, help="run seed (default: the config's)")
+    p.add_argument("--out", default=None, help="run directory (default: out/runs/<config>-<optimizer>-s<seed>)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local Ray")
+
+    p = sub.add_parser("report", help="plots (score per round, θ trajectories, sample grids) and summary.md of a run")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--n", type=_positive_int, default=16, help="images per sample grid (default 16)")
+
+    p = sub.add_parser("export", help="write a COCO dataset from a run's learned distribution")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--n", type=_positive_int, required=True, help="number of images")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--workers", type=_non_negative_int, default=None, help="render actors (default: the run's)")
+    p.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local Ray")
+
     p = sub.add_parser("make-target", help="render a hidden target domain's val and test sets (stand-in real data)")
     _add_config(p)
     p.add_argument("--out", required=True, help="output directory (gets val/, test/, target.json, preview.png)")
@@ -134,6 +156,52 @@ def cmd_preview(args) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_grid(ds, args.out, n=args.n, title=f"{Path(args.config).name}  seed {seed}")
     print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .config import ConfigError, load_config
+    from .runner import run_loop
+
+    if args.resume:
+        if args.config or args.overrides or args.optimizer or args.budget or args.seed is not None:
+            raise ConfigError("--resume: expected no CONFIG, --set, --optimizer, --budget or --seed "
+                              "(a resumed run keeps its own config.toml)")
+        cfg = load_config(Path(args.resume) / "config.toml")
+        out = args.resume
+    else:
+        if not args.config:
+            raise ConfigError("config: expected an experiment TOML (or --resume RUN_DIR)")
+        overrides = list(args.overrides)
+        if args.optimizer:
+            overrides.append(f"loop.optimizer={json.dumps(args.optimizer)}")
+        if args.budget:
+            overrides.append(f"loop.budget={args.budget}")
+        if args.seed is not None:
+            overrides.append(f"seed={args.seed}")
+        cfg = load_config(args.config, overrides)
+        out = args.out or str(Path("out") / "runs" / f"{Path(args.config).stem}-{cfg.loop.optimizer}-s{cfg.seed}")
+    best = run_loop(cfg, out, resume=bool(args.resume), address=args.address)
+    print(f"{best['optimizer']}: val {best['metric']} {best['val']:.4f}, test {best['metric']} {best['test']:.4f} "
+          f"({best['rounds']} rounds); run directory {out} (best.json, rounds.jsonl); "
+          f"`dropt report {out}` draws its plots")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    out = write_report(args.run_dir, n_samples=args.n)
+    print(f"wrote {out / 'summary.md'} and its plots (scores.png, parameters.png, samples_first.png, "
+          f"samples_learned.png)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .report import export
+
+    out = export(args.run_dir, args.n, args.out, workers=args.workers, address=args.address)
+    print(f"wrote {args.n} images from the learned distribution of {args.run_dir} to {out}")
     return 0
 
 
@@ -221,7 +289,7 @@ def cmd_bench(args) -> int:
     return EXIT_USAGE
 
 
-COMMANDS = {"render": cmd_render, "preview": cmd_preview, "make-target": cmd_make_target, "eval": cmd_eval,
+COMMANDS = {"run": cmd_run, "report": cmd_report, "export": cmd_export, "render": cmd_render, "preview": cmd_preview, "make-target": cmd_make_target, "eval": cmd_eval,
             "bench": cmd_bench}
 
 

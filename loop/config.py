@@ -17,7 +17,7 @@ class ConfigError(ValueError):
     """A bad config file or override. The message is one line that names the key."""
 
 
-TOP_LEVEL = {"seed", "generator", "space", "render", "target"}
+TOP_LEVEL = {"seed", "generator", "space", "render", "target", "evaluator", "loop"}
 
 
 @dataclass
@@ -45,6 +45,38 @@ class TargetSettings:
 
 
 @dataclass
+class EvaluatorSettings:
+    """How each candidate distribution is scored."""
+
+    task: str = "detection"          # "detection" (COCO AP) or "classification" (accuracy)
+    real: str = "out/target"         # real set: a COCO dir (val/ + test/, or one set) or "digits"
+    target_config: str | None = None  # made with `make-target` first when `real` does not exist yet
+    score: str = "ap50"              # detection: "ap50" or "map"
+    images: int = 400                # synthetic images per candidate
+    steps: int = 300                 # training steps per candidate
+    batch_size: int = 32
+    threads: int = 1                 # torch threads per evaluation task
+    num_cpus: float = 1.0            # Ray CPUs per evaluation task
+    num_gpus: float = 0.0            # Ray GPUs per evaluation task (device "auto" then uses CUDA)
+    device: str = "auto"
+    width: int | None = None         # model width (None: the evaluator's default)
+    gap_images: int = 200            # real val images the gap metrics compare against (metasim)
+    final_seeds: int = 3             # retrain the best distribution with this many seeds for val/test
+    final_steps: int | None = None   # steps of those final runs (None: 2 × steps)
+    final_images: int | None = None  # images of those final runs (None: 2 × images)
+
+
+@dataclass
+class LoopSettings:
+    """The closed loop: which controller, how many rounds, how many candidates per round."""
+
+    optimizer: str = "reinforce"
+    budget: int = 20                 # rounds
+    candidates: int = 4              # θs proposed, rendered and scored per round
+    options: dict[str, Any] = field(default_factory=dict)   # controller options
+
+
+@dataclass
 class ExperimentConfig:
     seed: int
     generator_name: str
@@ -52,6 +84,8 @@ class ExperimentConfig:
     space: dict[str, Any]
     render: RenderSettings
     target: TargetSettings | None = None
+    evaluator: EvaluatorSettings = field(default_factory=EvaluatorSettings)
+    loop: LoopSettings = field(default_factory=LoopSettings)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     source: str = ""
 
@@ -144,7 +178,57 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> ExperimentC
     return ExperimentConfig(seed=_int(raw, "seed", 0, 0), generator_name=name,
                             generator_options={k: v for k, v in gen.items() if k != "name"},
                             space=space, render=render, target=_target(raw.get("target")),
+                            evaluator=_evaluator(raw.get("evaluator", {})), loop=_loop(raw.get("loop", {})),
                             raw=copy.deepcopy(raw), source=source)
+
+
+def _table(raw: Any, name: str, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: expected a table, got {type(raw).__name__}")
+    unknown = set(raw) - allowed
+    if unknown:
+        raise ConfigError(f"{name}.{sorted(unknown)[0]}: unknown key; expected one of {sorted(allowed)}")
+    return raw
+
+
+def _str(raw: dict, key: str, default: str | None, prefix: str, choices: tuple[str, ...] | None = None) -> str | None:
+    v = raw.get(key, default)
+    if v is None and default is None:
+        return None
+    if not isinstance(v, str) or (choices is not None and v not in choices):
+        want = f"one of {list(choices)}" if choices else "a string"
+        raise ConfigError(f"{prefix}{key}: expected {want}, got {v!r}")
+    return v
+
+
+def _opt_int(raw: dict, key: str, lo: int, prefix: str) -> int | None:
+    return None if raw.get(key) is None else _int(raw, key, 0, lo, prefix)
+
+
+def _evaluator(raw: Any) -> EvaluatorSettings:
+    d = EvaluatorSettings()
+    raw = _table(raw, "evaluator", set(vars(d)))
+    p = "evaluator."
+    return EvaluatorSettings(
+        task=_str(raw, "task", d.task, p, ("detection", "classification")), real=_str(raw, "real", d.real, p),
+        target_config=_str(raw, "target_config", None, p), score=_str(raw, "score", d.score, p, ("ap50", "map")),
+        images=_int(raw, "images", d.images, 1, p), steps=_int(raw, "steps", d.steps, 1, p),
+        batch_size=_int(raw, "batch_size", d.batch_size, 1, p), threads=_int(raw, "threads", d.threads, 1, p),
+        num_cpus=_num(raw, "num_cpus", d.num_cpus, 0.0, p), num_gpus=_num(raw, "num_gpus", d.num_gpus, 0.0, p),
+        device=_str(raw, "device", d.device, p), width=_opt_int(raw, "width", 4, p),
+        gap_images=_int(raw, "gap_images", d.gap_images, 2, p), final_seeds=_int(raw, "final_seeds", d.final_seeds, 1, p),
+        final_steps=_opt_int(raw, "final_steps", 1, p), final_images=_opt_int(raw, "final_images", 1, p))
+
+
+def _loop(raw: Any) -> LoopSettings:
+    d = LoopSettings()
+    raw = _table(raw, "loop", set(vars(d)))
+    options = raw.get("options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"loop.options: expected a table of controller options, got {type(options).__name__}")
+    return LoopSettings(optimizer=_str(raw, "optimizer", d.optimizer, "loop."),
+                        budget=_int(raw, "budget", d.budget, 1, "loop."),
+                        candidates=_int(raw, "candidates", d.candidates, 1, "loop."), options=dict(options))
 
 
 def _target(raw: Any) -> TargetSettings | None:

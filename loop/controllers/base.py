@@ -1,0 +1,202 @@
+"""The controller ABC: a policy over θ that proposes candidates and learns from their feedback.
+
+A controller sees only θ vectors (inside ``space.bounds()``) and :class:`Feedback` records; the
+runner renders, trains and scores. ``needs`` tells the runner which numbers to compute per
+candidate: the real-val ``score``, the per-image MMD ``witness`` (Meta-Sim) or the task model's
+per-image ``sample_loss`` (VADRA); the last two arrive in ``Feedback.sample_rewards`` with the
+image parameters in ``Feedback.draws``.
+
+Subclasses implement ``_propose``, ``_update``, ``_state`` and ``_load_state``; the public
+methods here validate at the edge, keep the incumbent (best score seen) and serialise the RNG,
+so every algorithm module only holds its own update rule. All randomness comes from
+``self.rng`` (``np.random.default_rng(seed)``): same seed and same feedback ⇒ same proposals,
+and a controller restored from ``state_dict()`` proposes exactly what the original would.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from generator.space import ParameterSpace
+
+NEEDS = frozenset({"score", "witness", "sample_loss"})
+
+
+@dataclass
+class Feedback:
+    """What the runner reports back for one proposed θ."""
+
+    score: float
+    """Real-val score, higher is better; NaN marks a failed evaluation (controllers skip it)."""
+    extras: dict[str, float] = field(default_factory=dict)
+    """Named side figures (val_map, gap_mmd2, fidelity steps, ...); controllers may ignore them."""
+    draws: dict[str, np.ndarray] | None = None
+    """Per-image parameter values the images were rendered from (``space.sample`` output)."""
+    sample_rewards: np.ndarray | None = None
+    """One number per image: MMD witness values (``witness``) or task loss (``sample_loss``)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Option validation ("expected X, got Y", naming the key)
+# --------------------------------------------------------------------------------------------
+
+def check_number(key: str, value: Any, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, integer: bool = False) -> float | int:
+    """``value`` as a finite number within [low, high] (``low_open``: strictly above ``low``)."""
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
+    if isinstance(value, bool) or not ok_type or not math.isfinite(float(value)):
+        raise ValueError(f"{key}: expected {kind}, got {value!r}")
+    v = int(value) if integer else float(value)
+    if low is not None and (v <= low if low_open else v < low):
+        raise ValueError(f"{key}: expected {kind} {'>' if low_open else '>='} {low:g}, got {value!r}")
+    if high is not None and v > high:
+        raise ValueError(f"{key}: expected {kind} <= {high:g}, got {value!r}")
+    return v
+
+
+def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{key}: expected one of {list(choices)}, got {value!r}")
+    return value
+
+
+def parse_options(name: str, options_cls: type, given: dict[str, Any]):
+    """Build the controller's options dataclass, rejecting unknown keys by name."""
+    known = [f.name for f in dataclasses.fields(options_cls)]
+    for key in given:
+        if key not in known:
+            raise ValueError(f"{name}.{key}: expected one of the options {known}, got an unknown option")
+    return options_cls(**given)
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A controller without options."""
+
+    def check(self, name: str) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# The ABC
+# --------------------------------------------------------------------------------------------
+
+class Controller(abc.ABC):
+    """Proposes θ candidates and updates its distribution over them from :class:`Feedback`."""
+
+    name: ClassVar[str]
+    needs: ClassVar[frozenset[str]]
+    """What the runner must compute per candidate: a subset of {"score", "witness", "sample_loss"}."""
+    learning: ClassVar[bool] = True
+    """False for the fixed random-DR baseline."""
+    Options: ClassVar[type] = NoOptions
+    """A frozen dataclass of keyword options with a ``check(name)`` method."""
+
+    def __init__(self, space: ParameterSpace, *, seed: int, **options: Any):
+        if not isinstance(space, ParameterSpace):
+            raise ValueError(f"space: expected a ParameterSpace, got {type(space).__name__}")
+        if space.dim == 0:
+            raise ValueError("space: expected at least one parameter, got an empty space")
+        self.space = space
+        self.seed = int(check_number("seed", seed, low=0, integer=True))
+        self.options = parse_options(self.name, self.Options, options)
+        self.options.check(self.name)
+        self.rng = np.random.default_rng(self.seed)
+        self.lo, self.hi = space.bounds()
+        self.rounds = 0                      # update() calls so far
+        self.best_score: float | None = None
+        self.best_theta: np.ndarray | None = None
+
+    # --- the interface -----------------------------------------------------------------------
+    def propose(self, k: int) -> list[np.ndarray]:
+        """``k`` θ vectors inside ``space.bounds()``."""
+        k = int(check_number("k", k, low=1, integer=True))
+        thetas = [self.space.clip(t) for t in self._propose(k)]
+        assert len(thetas) == k, f"{self.name} proposed {len(thetas)} candidates for k={k}"
+        return thetas
+
+    def update(self, thetas: list[np.ndarray], feedback: list[Feedback]) -> None:
+        """Learn from the feedback for ``thetas`` (usually the last ``propose`` output)."""
+        if len(thetas) != len(feedback):
+            raise ValueError(f"feedback: expected one Feedback per theta ({len(thetas)}), got {len(feedback)}")
+        thetas = [self.space.check_theta(t) for t in thetas]
+        for i, fb in enumerate(feedback):
+            if not isinstance(fb, Feedback):
+                raise ValueError(f"feedback[{i}]: expected a Feedback, got {type(fb).__name__}")
+            self._check_feedback(i, fb)
+        for t, fb in zip(thetas, feedback):
+            s = float(fb.score)
+            if math.isfinite(s) and (self.best_score is None or s > self.best_score):
+                self.best_score, self.best_theta = s, t.copy()
+        self._update(thetas, feedback)
+        self.rounds += 1
+
+    def current(self) -> np.ndarray:
+        """The controller's current best guess of θ (its mean / incumbent)."""
+        return self.space.clip(self._current())
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state, RNG included."""
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "rng": self.rng.bit_generator.state,
+            "rounds": self.rounds,
+            "best_score": self.best_score,
+            "best_theta": None if self.best_theta is None else self.best_theta.tolist(),
+            "algorithm": self._state(),
+        }
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        if d.get("name") != self.name:
+            raise ValueError(f"state.name: expected {self.name!r}, got {d.get('name')!r}")
+        self.seed = int(d["seed"])
+        self.rng.bit_generator.state = d["rng"]
+        self.rounds = int(d["rounds"])
+        self.best_score = d["best_score"]
+        self.best_theta = None if d["best_theta"] is None else np.asarray(d["best_theta"], dtype=np.float64)
+        self._load_state(d["algorithm"])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(seed={self.seed}, {self.options})"
+
+    # --- for subclasses ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def _propose(self, k: int) -> list[np.ndarray]: ...
+
+    @abc.abstractmethod
+    def _update(self, thetas: list[np.ndarray], feedback: list[Feedback]) -> None: ...
+
+    @abc.abstractmethod
+    def _current(self) -> np.ndarray: ...
+
+    def _state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_state(self, d: dict[str, Any]) -> None:
+        pass
+
+    def _check_feedback(self, i: int, fb: Feedback) -> None:
+        """Controllers that learn from per-image rewards need draws and rewards of equal length."""
+        if not self.needs & {"witness", "sample_loss"}:
+            return
+        if fb.draws is None and fb.sample_rewards is None and not math.isfinite(float(fb.score)):
+            return  # a failed evaluation: nothing was rendered, the controller skips it
+        if fb.draws is None or fb.sample_rewards is None:
+            raise ValueError(f"feedback[{i}]: expected draws and sample_rewards for {self.name} "
+                             f"(needs {sorted(self.needs)}), got None")
+        n = len(np.asarray(fb.sample_rewards))
+        for key, v in fb.draws.items():
+            if len(np.asarray(v)) != n:
+                raise ValueError(f"feedback[{i}].draws[{key!r}]: expected {n} draws (one per sample reward), "
+                                 f"got {len(np.asarray(v))}")
+
+
+__all__ = ["NEEDS", "Controller", "Feedback", "check_choice", "check_number", "parse_options"]

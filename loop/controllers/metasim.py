@@ -1,0 +1,185 @@
+"""Meta-Sim-style distribution matching (Kar et al., ICCV 2019), and its task fine-tuning variant.
+
+``metasim`` moves θ so that the images it renders look like the real ones. For every proposed
+θ the runner reports the per-image parameter values (``Feedback.draws``) and the MMD witness of
+each image (``Feedback.sample_rewards``: higher = more like the real set). Maximising
+E_{x∼p_θ}[witness(x)] with the witness held fixed is, up to a factor 2, gradient ascent on
+−MMD²(synthetic, real), so each round takes one Adam step on the score-function estimate
+
+    ∇θ E[w(x)] ≈ mean_i (w_i − mean w) ∇θ log p(x_i | θ)    (+ the uniform-range boundary terms)
+
+computed by ``space.log_prob`` in torch. ``propose(k)`` returns k copies of the current θ: the
+runner renders them with different seeds, which is simply a k-times larger batch of draws.
+
+``metasim+task`` runs the same gap matching for its first ``gap_rounds`` updates, then
+fine-tunes on the task score: a Gaussian REINFORCE policy (as in ``reinforce``) centred on the
+matched θ, as Meta-Sim's second stage optimises the downstream task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from generator.space import ParameterSpace
+
+from ._common import Adam, Box, GaussianPolicy, match_pending, score_function_grad
+from .base import Controller, Feedback, check_number
+
+
+def pooled_by_theta(thetas: list[np.ndarray], feedback: list[Feedback]):
+    """Concatenate the draws and rewards of identical θ (one gradient estimate per distinct θ)."""
+    groups: list[tuple[np.ndarray, list[dict], list[np.ndarray]]] = []
+    for theta, fb in zip(thetas, feedback):
+        if fb.draws is None or fb.sample_rewards is None or len(np.asarray(fb.sample_rewards)) == 0:
+            continue                                   # a failed evaluation
+        rewards = np.asarray(fb.sample_rewards, dtype=np.float64)
+        if not np.all(np.isfinite(rewards)):
+            continue
+        for t, draws, rs in groups:
+            if np.array_equal(t, theta):
+                draws.append(fb.draws), rs.append(rewards)
+                break
+        else:
+            groups.append((theta, [fb.draws], [rewards]))
+    for theta, draws, rs in groups:
+        yield theta, {k: np.concatenate([np.asarray(d[k]) for d in draws]) for k in draws[0]}, np.concatenate(rs)
+
+
+@dataclass(frozen=True)
+class MetaSimOptions:
+    lr: float = 0.05
+    """Adam step size in unit-box coordinates."""
+
+    def check(self, name: str) -> None:
+        check_number(f"{name}.lr", self.lr, low=0, low_open=True)
+
+
+class MetaSim(Controller):
+    """Score-function ascent of E_{x∼p_θ}[witness(x)]: match the real distribution."""
+
+    name: ClassVar[str] = "metasim"
+    needs: ClassVar[frozenset[str]] = frozenset({"witness"})
+    Options: ClassVar[type] = MetaSimOptions
+
+    def __init__(self, space: ParameterSpace, *, seed: int, **options):
+        super().__init__(space, seed=seed, **options)
+        self.box = Box(space)
+        self.u = self.box.to_unit(space.clip(space.to_vector()))
+        self.opt = Adam(space.dim, self.options.lr)
+
+    # ---- the per-image reward and any extra objective term (VADRA overrides) -----------------
+    def _rewards(self, rewards: np.ndarray) -> np.ndarray:
+        return rewards
+
+    def _extra_grad(self, theta: np.ndarray) -> np.ndarray:
+        return np.zeros(self.space.dim)
+
+    # ---- propose: the current θ, k times ----------------------------------------------------
+    def _propose(self, k: int) -> list[np.ndarray]:
+        return [self.box.to_theta(self.u) for _ in range(k)]
+
+    # ---- update: one Adam step on the score-function gradient --------------------------------
+    def _update(self, thetas: list[np.ndarray], feedback: list[Feedback]) -> None:
+        grads, weights = [], []
+        for theta, draws, rewards in pooled_by_theta(thetas, feedback):
+            g = score_function_grad(self.space, theta, draws, self._rewards(rewards))
+            grads.append(g + self._extra_grad(theta))
+            weights.append(len(rewards))
+        if not grads:
+            return
+        grad_theta = np.average(np.array(grads), axis=0, weights=weights)
+        self.u = np.clip(self.u + self.opt.step(grad_theta * self.box.width), 0.0, 1.0)
+
+    def _current(self) -> np.ndarray:
+        return self.box.to_theta(self.u)
+
+    def _state(self) -> dict[str, Any]:
+        return {"u": self.u.tolist(), "opt": self.opt.state()}
+
+    def _load_state(self, d: dict[str, Any]) -> None:
+        self.u = np.asarray(d["u"], dtype=np.float64)
+        self.opt.load(d["opt"])
+
+
+# --------------------------------------------------------------------------------------------
+# metasim+task: gap matching first, then REINFORCE on the task score
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MetaSimTaskOptions:
+    lr: float = 0.05
+    """Adam step size of the gap-matching stage (unit-box coordinates)."""
+    gap_rounds: int = 5
+    """Updates spent on gap matching before switching to the task score."""
+    task_lr: float = 0.02
+    """Adam step size of the task stage (unit-box coordinates)."""
+    task_sigma: float = 0.05
+    """Exploration standard deviation of the task stage around the matched θ (unit box)."""
+
+    def check(self, name: str) -> None:
+        check_number(f"{name}.lr", self.lr, low=0, low_open=True)
+        check_number(f"{name}.gap_rounds", self.gap_rounds, low=0, integer=True)
+        check_number(f"{name}.task_lr", self.task_lr, low=0, low_open=True)
+        check_number(f"{name}.task_sigma", self.task_sigma, low=0.01, high=0.5)
+
+
+class MetaSimTask(MetaSim):
+    """``metasim`` for ``gap_rounds`` updates, then Gaussian REINFORCE on the score."""
+
+    name: ClassVar[str] = "metasim+task"
+    needs: ClassVar[frozenset[str]] = frozenset({"witness", "score"})
+    Options: ClassVar[type] = MetaSimTaskOptions
+
+    def __init__(self, space: ParameterSpace, *, seed: int, **options):
+        super().__init__(space, seed=seed, **options)
+        self.policy: GaussianPolicy | None = None           # created when the task stage starts
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def _in_task_stage(self) -> bool:
+        return self.rounds >= self.options.gap_rounds
+
+    def _make_policy(self) -> GaussianPolicy:
+        o = self.options
+        return GaussianPolicy(self.u, o.task_sigma, lr=o.task_lr, optimizer="adam", learn_sigma=True,
+                              sigma_min=0.01, sigma_max=0.5, baseline_decay=0.8)
+
+    def _propose(self, k: int) -> list[np.ndarray]:
+        if not self._in_task_stage():
+            return super()._propose(k)
+        if self.policy is None:
+            self.policy = self._make_policy()
+        us = self.policy.sample(k, self.rng)
+        self.pending = [(self.box.to_theta(u), u) for u in us]
+        return [t.copy() for t, _ in self.pending]
+
+    def _update(self, thetas: list[np.ndarray], feedback: list[Feedback]) -> None:
+        if not self._in_task_stage():
+            return super()._update(thetas, feedback)
+        if self.policy is None:                             # update without a propose: start here
+            self.policy = self._make_policy()
+        us, scores = [], []
+        for theta, fb in zip(thetas, feedback):
+            u = match_pending(self.pending, theta)
+            if np.isfinite(fb.score):
+                us.append(self.box.to_unit(theta) if u is None else u)
+                scores.append(float(fb.score))
+        self.pending = []
+        if scores:
+            self.policy.update(np.array(us), np.array(scores))
+            self.u = self.policy.mu.copy()
+
+    def _state(self) -> dict[str, Any]:
+        return super()._state() | {
+            "policy": None if self.policy is None else self.policy.state(),
+            "pending": [[t.tolist(), u.tolist()] for t, u in self.pending]}
+
+    def _load_state(self, d: dict[str, Any]) -> None:
+        super()._load_state(d)
+        self.policy = None
+        if d["policy"] is not None:
+            self.policy = self._make_policy()
+            self.policy.load(d["policy"])
+        self.pending = [(np.asarray(t), np.asarray(u)) for t, u in d["pending"]]

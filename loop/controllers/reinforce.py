@@ -1,0 +1,94 @@
+"""REINFORCE over θ, after "Learning to Simulate" (Ruiz, Schulter & Chandraker, ICLR 2019).
+
+The policy is a Gaussian N(μ, diag σ²) over θ in normalised box coordinates u ∈ [0, 1]^d,
+started at the space's default θ. Each round it draws k candidates (clipped into the box), the
+runner scores them on real validation data, and μ and log σ take one ascent step on
+mean_i (score_i − baseline) ∇ log N(u_i | μ, σ²), with a moving-average baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from generator.space import ParameterSpace
+
+from ._common import Box, GaussianPolicy, match_pending
+from .base import Controller, Feedback, check_choice, check_number
+
+
+@dataclass(frozen=True)
+class ReinforceOptions:
+    lr: float = 0.05
+    """Step size, in unit-box coordinates (Adam: roughly the per-entry step per round)."""
+    sigma: float = 0.1
+    """Initial exploration standard deviation, in unit-box coordinates."""
+    learn_sigma: bool = True
+    """Also learn log σ (clamped to [sigma_min, sigma_max])."""
+    sigma_min: float = 0.01
+    sigma_max: float = 0.5
+    baseline_decay: float = 0.8
+    """Moving-average factor of the reward baseline (0: last round's mean only)."""
+    optimizer: str = "adam"
+    """"adam" or "sgd"."""
+
+    def check(self, name: str) -> None:
+        check_number(f"{name}.lr", self.lr, low=0, low_open=True)
+        check_number(f"{name}.sigma_min", self.sigma_min, low=0, low_open=True)
+        check_number(f"{name}.sigma_max", self.sigma_max, low=self.sigma_min)
+        check_number(f"{name}.sigma", self.sigma, low=self.sigma_min, high=self.sigma_max)
+        check_number(f"{name}.baseline_decay", self.baseline_decay, low=0, high=0.999)
+        check_choice(f"{name}.optimizer", self.optimizer, ("adam", "sgd"))
+        if not isinstance(self.learn_sigma, bool):
+            raise ValueError(f"{name}.learn_sigma: expected true or false, got {self.learn_sigma!r}")
+
+
+def make_policy(mu_u: np.ndarray, o: ReinforceOptions, *, sigma: float | None = None) -> GaussianPolicy:
+    return GaussianPolicy(mu_u, o.sigma if sigma is None else sigma, lr=o.lr, optimizer=o.optimizer,
+                          learn_sigma=o.learn_sigma, sigma_min=o.sigma_min, sigma_max=o.sigma_max,
+                          baseline_decay=o.baseline_decay)
+
+
+class Reinforce(Controller):
+    """Gaussian policy over the unit box, REINFORCE on the real-val score."""
+
+    name: ClassVar[str] = "reinforce"
+    needs: ClassVar[frozenset[str]] = frozenset({"score"})
+    Options: ClassVar[type] = ReinforceOptions
+
+    def __init__(self, space: ParameterSpace, *, seed: int, **options):
+        super().__init__(space, seed=seed, **options)
+        self.box = Box(space)
+        self.policy = make_policy(self.box.to_unit(space.clip(space.to_vector())), self.options)
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []   # (θ proposed, its unclipped u)
+
+    # ---- propose: k draws from the policy ----------------------------------------------------
+    def _propose(self, k: int) -> list[np.ndarray]:
+        us = self.policy.sample(k, self.rng)
+        self.pending = [(self.box.to_theta(u), u) for u in us]
+        return [t.copy() for t, _ in self.pending]
+
+    # ---- update: one REINFORCE step on the scores --------------------------------------------
+    def _update(self, thetas: list[np.ndarray], feedback: list[Feedback]) -> None:
+        us, scores = [], []
+        for theta, fb in zip(thetas, feedback):
+            u = match_pending(self.pending, theta)
+            if np.isfinite(fb.score):
+                us.append(self.box.to_unit(theta) if u is None else u)
+                scores.append(float(fb.score))
+        self.pending = []
+        if scores:
+            self.policy.update(np.array(us), np.array(scores))
+
+    def _current(self) -> np.ndarray:
+        return self.box.to_theta(self.policy.mu)
+
+    def _state(self) -> dict[str, Any]:
+        return {"policy": self.policy.state(),
+                "pending": [[t.tolist(), u.tolist()] for t, u in self.pending]}
+
+    def _load_state(self, d: dict[str, Any]) -> None:
+        self.policy.load(d["policy"])
+        self.pending = [(np.asarray(t), np.asarray(u)) for t, u in d["pending"]]

@@ -1,0 +1,54 @@
+"""VADRA-style adversarial domain randomization (Khirodkar, Yoo & Kitani, 2019).
+
+The reward of an image is the *current task model's* loss on it: θ moves towards images the
+model gets wrong (hard examples), by the same score-function estimator as ``metasim``,
+maximising E_{x∼p_θ}[loss(x)] (losses standardised per batch, so the step size is free of the
+loss's units) plus ``entropy_coef`` × the space's entropy, which keeps the distribution from
+collapsing onto a handful of pathological scenes. Adam bounds the step per round (about ``lr``
+per entry in unit-box coordinates), which acts as a trust region.
+
+This only makes sense with the runner's warm start: the runner keeps the task model training
+across rounds (each round's model starts from the previous one), so the losses reported here
+are those of a model that has already seen the earlier rounds' images, and the real validation
+score, not this adversarial reward, selects the model that is kept and reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ._common import entropy_grad
+from .base import check_number
+from .metasim import MetaSim
+
+
+@dataclass(frozen=True)
+class VadraOptions:
+    lr: float = 0.05
+    """Adam step size in unit-box coordinates."""
+    entropy_coef: float = 0.3
+    """Weight of the entropy bonus, in standardised-loss units per nat."""
+
+    def check(self, name: str) -> None:
+        check_number(f"{name}.lr", self.lr, low=0, low_open=True)
+        check_number(f"{name}.entropy_coef", self.entropy_coef, low=0)
+
+
+class VADRA(MetaSim):
+    """Score-function ascent of the task model's per-image loss, with an entropy bonus."""
+
+    name: ClassVar[str] = "vadra"
+    needs: ClassVar[frozenset[str]] = frozenset({"sample_loss"})
+    Options: ClassVar[type] = VadraOptions
+
+    def _rewards(self, rewards: np.ndarray) -> np.ndarray:
+        std = float(rewards.std())
+        return (rewards - rewards.mean()) / std if std > 0 else np.zeros_like(rewards)
+
+    def _extra_grad(self, theta: np.ndarray) -> np.ndarray:
+        if self.options.entropy_coef == 0:
+            return np.zeros(self.space.dim)
+        return self.options.entropy_coef * entropy_grad(self.space, theta)

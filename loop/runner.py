@@ -1,0 +1,212 @@
+"""The closed loop: propose θs → render → evaluate on real val → update, round after round.
+
+Rendering goes through the render actors (reused across rounds); each candidate's evaluation
+(training + real-val scoring, or gap/witness metrics) is a Ray task with the config's
+``num_cpus``/``num_gpus``. After every round the controller's state is checkpointed atomically, so
+``--resume`` continues a killed run on exactly the θ trajectory an uninterrupted run would take:
+per-image seeds derive from (run seed, round, candidate, index) and evaluations are seeded.
+At the end the best distribution is retrained with several seeds and scored on real TEST.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from generator.base import derive_seed
+
+from .config import ConfigError, ExperimentConfig
+from .controllers import Feedback, make_controller
+from .render_pool import RenderPool, ensure_ray
+from .run_dir import RunDir
+from .tasks import evaluate_candidate, fidelity, load_real, witness_candidate
+
+FINAL_KEY = 0xF17A1
+
+
+@dataclass
+class _Executor:
+    """Runs per-candidate work as Ray tasks when Ray is up, else in this process."""
+
+    use_ray: bool
+    num_cpus: float
+    num_gpus: float
+
+    def __post_init__(self):
+        self._refs: dict[int, Any] = {}
+        if self.use_ray:
+            import ray
+
+            self._eval = ray.remote(evaluate_candidate).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
+            self._witness = ray.remote(witness_candidate).options(num_cpus=self.num_cpus)
+
+    def put(self, obj: Any) -> Any:
+        if not self.use_ray:
+            return obj
+        import ray
+
+        return ray.put(obj)
+
+    def submit(self, fn: str, *args, **kwargs) -> Any:
+        if not self.use_ray:
+            return (evaluate_candidate if fn == "evaluate" else witness_candidate)(*args, **kwargs)
+        return (self._eval if fn == "evaluate" else self._witness).remote(*args, **kwargs)
+
+    def gather(self, handles: list[Any]) -> list[Any]:
+        if not self.use_ray:
+            return handles
+        import ray
+
+        return ray.get(handles)
+
+
+def _fmt_s(s: float) -> str:
+    return f"{int(s // 60)}m{int(s % 60):02d}s" if s >= 60 else f"{s:.0f}s"
+
+
+def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = False, address: str | None = None,
+             stop_after_round: int | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) the loop of ``cfg`` in run directory ``out``; returns ``best.json``'s content.
+
+    ``stop_after_round`` ends the process's work after that round's checkpoint (tests use it to
+    simulate a killed run)."""
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    rd = RunDir(out)
+    settings, loop = cfg.evaluator, cfg.loop
+    if resume:
+        state = rd.load_checkpoint()
+        if state is None:
+            raise ConfigError(f"--resume: expected a run directory with a checkpoint, {rd.checkpoint} not found")
+    else:
+        if rd.exists():
+            raise ConfigError(f"--out: expected a new run directory, {rd.root} already holds a run "
+                              f"(use --resume {rd.root} to continue it)")
+        state = None
+
+    wall0 = time.perf_counter()
+    if cfg.render.workers > 0 or address:
+        # render actors and evaluation tasks alternate within a round: count the actors'
+        # reservation on top of the cores, so they do not starve the evaluation tasks
+        # (before anything else starts Ray with fewer CPUs)
+        ensure_ray(address, num_cpus=(os.cpu_count() or 1) + math.ceil(cfg.render.workers * cfg.render.num_cpus))
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    real = load_real(cfg, log=log)
+    value_max = float(real.val.info.get("value_max", 255))
+    with RenderPool(cfg, address=address) as pool:
+        space = pool.generator.space
+        try:
+            controller = make_controller(loop.optimizer, space, seed=cfg.seed, **loop.options)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"loop: {e}") from None
+        needs = set(controller.needs)
+        if "sample_loss" in needs:
+            raise ConfigError(f"loop.optimizer: {loop.optimizer!r} needs per-image task losses, which this runner "
+                              f"does not compute yet; expected one of the score or witness controllers")
+        ex = _Executor(use_ray=pool.workers > 0 or bool(address), num_cpus=settings.num_cpus,
+                       num_gpus=settings.num_gpus)
+        real_ref = ex.put(real)
+        if state is None:
+            rd.create(cfg.raw, cfg.seed, {"optimizer": loop.optimizer, "budget": loop.budget,
+                                          "candidates": loop.candidates, "real": real.describe()})
+            start, best, timing = 0, None, {"render": 0.0, "evaluate": 0.0, "total": 0.0}
+        else:
+            controller.load_state_dict(state["controller"])
+            start, best, timing = state["round"] + 1, state["best"], state["timing"]
+            rd.truncate_rounds(start)
+            log(f"resuming {rd.root} at round {start + 1}/{loop.budget}")
+        fid = fidelity(settings)
+        for r in range(start, loop.budget):
+            t_round = time.perf_counter()
+            thetas = [space.check_theta(t) for t in controller.propose(loop.candidates)]
+            seeds = [derive_seed(cfg.seed, r, c) for c in range(len(thetas))]
+            t0 = time.perf_counter()
+            datasets = [pool.render(t, settings.images, s) for t, s in zip(thetas, seeds)]
+            t_render = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            handles = {}
+            if "score" in needs:
+                handles["score"] = [ex.submit("evaluate", settings, real_ref, ds, fid, s)
+                                    for ds, s in zip(datasets, seeds)]
+            if "witness" in needs:
+                handles["witness"] = [ex.submit("witness", real_ref, ds, value_max=value_max,
+                                                gap_images=settings.gap_images, seed=cfg.seed) for ds in datasets]
+            results = {k: ex.gather(v) for k, v in handles.items()}
+            t_eval = time.perf_counter() - t0
+            feedback, lines = [], []
+            for c, (theta, s) in enumerate(zip(thetas, seeds)):
+                extras: dict[str, float] = {}
+                score = float("nan")
+                draws = rewards = None
+                if "score" in results:
+                    m = results["score"][c]
+                    score, extras = float(m.score), dict(m.extras)
+                    extras["train_seconds"] = m.timings.get("train", 0.0)
+                if "witness" in results:
+                    gap, rewards = results["witness"][c]
+                    extras.update(gap)
+                    draws = pool.generator.scene_draws(theta, settings.images, s)
+                    if "score" not in results:
+                        score = -gap["gap_mmd2"]
+                feedback.append(Feedback(score=score, extras=extras, draws=draws, sample_rewards=rewards))
+                lines.append({"round": r, "candidate": c, "seed": s, "score": _num(score),
+                              "metrics": {k: _num(v) for k, v in sorted(extras.items())},
+                              "theta": {k: round(float(v), 6) for k, v in space.named(theta).items()}})
+                if math.isfinite(score) and (best is None or score > best["score"]):
+                    best = {"score": score, "round": r, "candidate": c, "theta": theta.tolist()}
+            controller.update(thetas, feedback)
+            dt = time.perf_counter() - t_round
+            timing = {"render": timing["render"] + t_render, "evaluate": timing["evaluate"] + t_eval,
+                      "total": timing["total"] + dt}
+            rd.append_round(lines)
+            rd.save_checkpoint({"round": r, "controller": controller.state_dict(), "best": best, "timing": timing})
+            per_round = timing["total"] / (r + 1 - start if start else r + 1)
+            log(f"round {r + 1}/{loop.budget}  best val {best['score'] if best else float('nan'):.4f}  "
+                f"{dt:.1f} s/round  ETA {_fmt_s(per_round * (loop.budget - r - 1))}")
+            if stop_after_round is not None and r + 1 >= stop_after_round and r + 1 < loop.budget:
+                return {"stopped_after_round": r + 1}
+        # --- final: the best distribution, retrained with several seeds, scored on val and TEST ---
+        use_current = "score" not in needs or best is None
+        theta_best = space.check_theta(controller.current() if use_current else np.asarray(best["theta"]))
+        final_fid = fidelity(settings, final=True)
+        t0 = time.perf_counter()
+        final_seeds = [derive_seed(cfg.seed, FINAL_KEY, i) for i in range(settings.final_seeds)]
+        final_sets = [pool.render(theta_best, final_fid.images, s) for s in final_seeds]
+        t_render = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        finals = ex.gather([ex.submit("evaluate", settings, real_ref, ds, final_fid, s, ("val", "test"))
+                            for ds, s in zip(final_sets, final_seeds)])
+        t_eval = time.perf_counter() - t0
+    key = settings.score if settings.task == "detection" else "accuracy"
+    val = [float(m.extras[f"val_{key}"]) for m in finals]
+    test = [float(m.extras[f"test_{key}"]) for m in finals]
+    wall = time.perf_counter() - wall0
+    timing = {"render": timing["render"] + t_render, "evaluate": timing["evaluate"] + t_eval,
+              "loop_total": timing["total"], "run_wall": wall}
+    inside = timing["render"] + timing["evaluate"]
+    result = {
+        "optimizer": loop.optimizer, "seed": cfg.seed, "rounds": loop.budget, "candidates": loop.candidates,
+        "metric": key, "selected": "controller mean" if use_current else f"round {best['round'] + 1} candidate {best['candidate']}",
+        "search_val": None if best is None else _num(best["score"]),
+        "val": float(np.mean(val)), "test": float(np.mean(test)), "val_per_seed": val, "test_per_seed": test,
+        "theta": {k: round(float(v), 6) for k, v in space.named(theta_best).items()},
+        "timing": {k: round(v, 3) for k, v in timing.items()},
+        "outside_render_and_training_share": round(max(wall - inside, 0.0) / wall, 4) if wall > 0 else None,
+        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    rd.save_best(result)
+    log(f"best distribution ({result['selected']}): val {key} {result['val']:.4f}, "
+        f"TEST {key} {result['test']:.4f} (mean of {len(test)} seeds)")
+    return result
+
+
+def _num(v: Any) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None

@@ -1,0 +1,105 @@
+"""The closed-loop runner: run directory, kill + resume, final test scoring, report and export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loop.cli import main
+from loop.config import ConfigError, load_config
+from loop.runner import run_loop
+from loop.target import make_target
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "experiments" / "shapes" / "smoke.toml"
+
+
+@pytest.fixture(scope="module")
+def real_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("real") / "target"
+    cfg = load_config(SMOKE, ["target.val=6", "target.test=6"])
+    make_target(cfg, out, workers=0, progress=False)
+    return out
+
+
+def tiny(real_dir: Path, *extra: str) -> list[str]:
+    return [f'evaluator.real="{real_dir}"', "evaluator.images=8", "evaluator.steps=3", "evaluator.batch_size=4",
+            "evaluator.final_seeds=2", "evaluator.final_steps=2", "evaluator.final_images=8", "evaluator.width=8",
+            "evaluator.gap_images=6", "loop.budget=3", "loop.candidates=2", "render.workers=0", *extra]
+
+
+def test_run_writes_the_run_directory(real_dir, tmp_path):
+    cfg = load_config(SMOKE, tiny(real_dir, 'loop.optimizer="reinforce"'))
+    best = run_loop(cfg, tmp_path / "run", log=lambda m: None)
+    rd = tmp_path / "run"
+    rounds = [json.loads(line) for line in (rd / "rounds.jsonl").read_text().splitlines()]
+    assert [(r["round"], r["candidate"]) for r in rounds] == [(r, c) for r in range(3) for c in range(2)]
+    assert set(rounds[0]["theta"]) == set(cfg.build_generator().space.theta_names())
+    assert "val_ap50" in rounds[0]["metrics"]
+    saved = json.loads((rd / "best.json").read_text())
+    assert saved == json.loads(json.dumps(best))
+    assert 0 <= saved["val"] <= 1 and 0 <= saved["test"] <= 1 and len(saved["test_per_seed"]) == 2
+    assert (rd / "config.toml").is_file() and (rd / "checkpoint" / "state.json").is_file()
+    meta = json.loads((rd / "metadata.json").read_text())
+    assert meta["seed"] == cfg.seed and "torch" in meta["versions"]
+    assert load_config(rd / "config.toml").loop.budget == 3     # the resolved config round-trips
+    with pytest.raises(ConfigError, match="already holds a run"):
+        run_loop(cfg, rd, log=lambda m: None)
+
+
+@pytest.mark.parametrize("optimizer", ["reinforce", "metasim"])
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(real_dir, tmp_path, optimizer):
+    cfg = load_config(SMOKE, tiny(real_dir, f'loop.optimizer="{optimizer}"'))
+    whole = run_loop(cfg, tmp_path / "whole", log=lambda m: None)
+    assert run_loop(cfg, tmp_path / "cut", stop_after_round=2, log=lambda m: None) == {"stopped_after_round": 2}
+    # a round half-written when the process died is dropped on resume
+    with open(tmp_path / "cut" / "rounds.jsonl", "a") as f:
+        f.write(json.dumps({"round": 2, "candidate": 0, "theta": {}, "score": 0.0}) + "\n")
+    resumed = run_loop(load_config(tmp_path / "cut" / "config.toml"), tmp_path / "cut", resume=True,
+                       log=lambda m: None)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "metrics"} | {"val": r["metrics"].get("val_ap50")}  # noqa: E731
+                          for r in rows]
+    a = [json.loads(x) for x in (tmp_path / "whole" / "rounds.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "cut" / "rounds.jsonl").read_text().splitlines()]
+    assert strip(a) == strip(b)
+    for key in ("theta", "val", "test", "val_per_seed", "test_per_seed", "selected"):
+        assert whole[key] == resumed[key], key
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    cfg = load_config(SMOKE)
+    with pytest.raises(ConfigError, match="expected a run directory with a checkpoint"):
+        run_loop(cfg, tmp_path / "nothing", resume=True, log=lambda m: None)
+
+
+def test_report_and_export(real_dir, tmp_path, capsys):
+    cfg = load_config(SMOKE, tiny(real_dir, 'loop.optimizer="random"'))
+    run_loop(cfg, tmp_path / "run", log=lambda m: None)
+    assert main(["report", str(tmp_path / "run"), "--n", "4"]) == 0
+    rep = tmp_path / "run" / "report"
+    for name in ("scores.png", "parameters.png", "samples_first.png", "samples_learned.png", "summary.md"):
+        assert (rep / name).is_file() and (rep / name).stat().st_size > 0, name
+    summary = (rep / "summary.md").read_text()
+    assert "random" in summary and "test" in summary and "hidden target" in summary
+    assert main(["export", str(tmp_path / "run"), "--n", "5", "--out", str(tmp_path / "exp"), "--workers", "0"]) == 0
+    coco = json.loads((tmp_path / "exp" / "annotations.json").read_text())
+    assert len(coco["images"]) == 5
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["run", str(SMOKE), "--optimizer", "gradient-magic", "--out", "OUT"], "optimizer"),
+    (["run", "--resume", "OUT", "--budget", "3"], "--resume"),
+    (["run"], "config: expected an experiment TOML"),
+    (["run", str(SMOKE), "--set", "loop.budget=0", "--out", "OUT"], "loop.budget"),
+    (["run", str(SMOKE), "--set", "evaluator.task=segmentation", "--out", "OUT"], "evaluator.task"),
+    (["report", "OUT"], "config.toml"),
+])
+def test_bad_run_input_exits_2(real_dir, tmp_path, capsys, argv, fragment):
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    if argv[0] == "run" and "--resume" not in argv and len(argv) > 1:
+        argv += ["--set", f'evaluator.real="{real_dir}"', "--set", "render.workers=0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err, err
