@@ -35,9 +35,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/dropt render experiments/shapes/default.toml --n 200 --out out/demo/dataset
-	$(BIN)/dropt preview experiments/shapes/default.toml --out out/demo/preview.png
-	@echo "demo: COCO dataset in out/demo/dataset, preview grid in out/demo/preview.png"
+	rm -rf out/demo/run
+	$(BIN)/dropt run experiments/shapes/default.toml --budget 6 --set loop.candidates=2 \
+	  --set evaluator.images=300 --set evaluator.steps=150 --out out/demo/run
+	$(BIN)/dropt report out/demo/run
+	@echo "demo: a short closed loop on the hidden shapes target domain (out/target);" \
+	  "report in out/demo/run/report/summary.md"
 
 test: install
 	$(BIN)/python -m pytest -q

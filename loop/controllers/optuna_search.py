@@ -145,7 +145,9 @@ class OptunaController(Controller):
         if self.options.storage is not None:
             return {"trials": None, "pending": pending}
         keep = {"COMPLETE", "FAIL", "WAITING"}
-        trials = [{"params": t.params, "value": t.value, "state": t.state.name}
+        # system attrs carry sampler state (CMA-ES keeps its pickled optimizer there): JSON strings
+        trials = [{"params": t.params, "value": t.value, "state": t.state.name,
+                   "system_attrs": {k: v for k, v in t.system_attrs.items() if _json_safe(v)}}
                   for t in self.study.trials if t.state.name in keep]
         return {"trials": trials, "pending": []}
 
@@ -161,4 +163,15 @@ class OptunaController(Controller):
                 self.study.enqueue_trial(t["params"])
             else:
                 self.study.add_trial(self._optuna.trial.create_trial(
-                    params=t["params"], distributions=self.dists, value=t["value"], state=TrialState[t["state"]]))
+                    params=t["params"], distributions=self.dists, value=t["value"], state=TrialState[t["state"]],
+                    system_attrs=t.get("system_attrs", {})))
+
+
+def _json_safe(v: Any) -> bool:
+    import json
+
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
