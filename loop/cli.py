@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local Ray")
 
+    p = sub.add_parser("tune", help="multi-fidelity search with Ray Tune: ASHA stops, PBT clones distributions")
+    _add_config(p)
+    p.add_argument("--scheduler", choices=("asha", "pbt"), default="asha")
+    p.add_argument("--budget", type=_positive_int, default=16, help="trials (default 16)")
+    p.add_argument("--rungs", type=_positive_int, default=4,
+                   help="training rungs of evaluator.steps steps each, reported after each (default 4)")
+    p.add_argument("--out", default=None, help="Tune's experiment directory (default out/tune/<config>-<scheduler>)")
+    p.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local Ray")
+
     p = sub.add_parser("report", help="plots (score per round, θ trajectories, sample grids) and summary.md of a run")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--n", type=_positive_int, default=16, help="images per sample grid (default 16)")
@@ -188,6 +197,18 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from .config import load_config
+    from .tune import run_tune
+
+    cfg = load_config(args.config, args.overrides)
+    out = args.out or str(Path("out") / "tune" / f"{Path(args.config).stem}-{args.scheduler}")
+    res = run_tune(cfg, scheduler=args.scheduler, budget=args.budget, out=out, address=args.address, rungs=args.rungs)
+    print(f"tune ({args.scheduler}): {res['trials']} trials, best real val {res['best_val']:.4f} after "
+          f"{res['best_steps']} steps; best θ in {Path(out) / 'best.json'}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .report import write_report
 
@@ -289,7 +310,7 @@ def cmd_bench(args) -> int:
     return EXIT_USAGE
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "export": cmd_export, "render": cmd_render, "preview": cmd_preview, "make-target": cmd_make_target, "eval": cmd_eval,
+COMMANDS = {"run": cmd_run, "tune": cmd_tune, "report": cmd_report, "export": cmd_export, "render": cmd_render, "preview": cmd_preview, "make-target": cmd_make_target, "eval": cmd_eval,
             "bench": cmd_bench}
 
 

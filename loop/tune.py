@@ -1,0 +1,183 @@
+"""Ray Tune front door: any dropt controller as a Tune ``Searcher``, and a trainable that reports
+the real-val score at growing training budgets, so ASHA can stop and PBT can clone distributions.
+
+In a user's own ``Tuner``::
+
+    searcher = ControllerSearcher(make_controller("reinforce", space, seed=0), batch=4)
+    Tuner(tune.with_resources(make_trainable(cfg), {"cpu": 1}),
+          tune_config=TuneConfig(search_alg=searcher, scheduler=ASHAScheduler(), metric="score", mode="max"))
+
+A trial's config holds θ as named values (``{"theta": {name: value}}``); the trainable renders
+``[evaluator] images`` images from it once, then trains the evaluator's model in rungs of
+``[evaluator] steps`` steps, warm-starting each rung from the last, and reports after each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray import tune
+from ray.tune.search import Searcher
+
+from .config import ConfigError, ExperimentConfig, config_from_dict
+from .controllers import Controller, Feedback
+
+THETA_PREFIX = "theta/"
+
+
+class ControllerSearcher(Searcher):
+    """Hands out a controller's proposals one trial at a time; updates it once per batch."""
+
+    def __init__(self, controller: Controller, *, batch: int = 4, metric: str = "score", mode: str = "max"):
+        if "score" not in controller.needs or controller.needs - {"score"}:
+            raise ConfigError(f"optimizer: expected a controller that learns from scores alone for Ray Tune, "
+                              f"got {controller.name!r} (needs {sorted(controller.needs)})")
+        if mode != "max":
+            raise ConfigError(f"mode: expected 'max' (dropt scores are higher-is-better), got {mode!r}")
+        super().__init__(metric=metric, mode=mode)
+        self.controller, self.space, self.batch = controller, controller.space, batch
+        self._queue: list[np.ndarray] = []
+        self._live: dict[str, np.ndarray] = {}
+        self._done: list[tuple[np.ndarray, Feedback]] = []
+
+    def suggest(self, trial_id: str) -> dict[str, Any]:
+        if not self._queue:
+            self._queue = list(self.controller.propose(self.batch))
+        theta = self._queue.pop(0)
+        self._live[trial_id] = theta
+        return {THETA_PREFIX + k: v for k, v in self.space.named(theta).items()}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        theta = self._live.pop(trial_id, None)
+        if theta is None:
+            return
+        score = float(result[self.metric]) if result and not error and self.metric in result else math.nan
+        self._done.append((theta, Feedback(score=score)))
+        if len(self._done) >= self.batch or (not self._live and not self._queue):
+            thetas, feedback = zip(*self._done)
+            self.controller.update(list(thetas), list(feedback))
+            self._done = []
+
+    def save(self, checkpoint_path: str) -> None:
+        import json
+
+        Path(checkpoint_path).write_text(json.dumps(self.controller.state_dict()))
+
+    def restore(self, checkpoint_path: str) -> None:
+        import json
+
+        self.controller.load_state_dict(json.loads(Path(checkpoint_path).read_text()))
+
+
+def theta_of(config: dict[str, Any], space) -> np.ndarray:
+    """θ from a trial config, clipped to the box (PBT's perturbations scale values past the bounds)."""
+    try:
+        theta = np.array([float(config[THETA_PREFIX + n]) for n in space.theta_names()])
+    except KeyError as e:
+        raise ConfigError(f"trial config: expected every θ entry as {THETA_PREFIX}<name>, missing {e}") from None
+    return space.clip(theta)
+
+
+def make_trainable(cfg: ExperimentConfig, *, rungs: int = 4):
+    """A function trainable for ``cfg``: reports ``score`` (real val) after each of ``rungs``
+    training rungs; checkpoints the model so PBT can clone a trial."""
+    raw, real_path = cfg.raw, os.path.abspath(cfg.evaluator.real)
+
+    def trainable(config: dict[str, Any]) -> None:
+        import torch
+
+        from evaluator.base import Fidelity
+        from generator.base import derive_seed, render_dataset
+
+        from .tasks import build_evaluator, load_real
+
+        c = config_from_dict({**raw, "evaluator": {**raw.get("evaluator", {}), "real": real_path}})
+        torch.set_num_threads(c.evaluator.threads)
+        real = load_real(c, make_missing=False)
+        gen = c.build_generator()
+        theta = theta_of(config, gen.space)
+        seed = derive_seed(c.seed, int.from_bytes(hashlib.sha256(np.round(theta, 6).tobytes()).digest()[:4], "little"))
+        ds = render_dataset(gen, theta, c.evaluator.images, seed)
+        gen.close()
+        ev = build_evaluator(c.evaluator, real)
+        weights, start = None, 0
+        ckpt = tune.get_checkpoint()
+        if ckpt is not None:
+            with ckpt.as_directory() as d:
+                state = torch.load(Path(d) / "model.pt", weights_only=True)
+                weights, start = state["weights"], int(state["rung"]) + 1
+        for rung in range(start, rungs):
+            m = ev.evaluate(ds, Fidelity(steps=c.evaluator.steps, batch_size=c.evaluator.batch_size), seed + rung,
+                            warm_start=weights)
+            weights = m.weights
+            with tempfile.TemporaryDirectory() as d:
+                torch.save({"weights": weights, "rung": rung}, Path(d) / "model.pt")
+                tune.report({"score": m.score, "steps": (rung + 1) * c.evaluator.steps, "rung": rung + 1},
+                            checkpoint=tune.Checkpoint.from_directory(d))
+
+    return trainable
+
+
+def run_tune(cfg: ExperimentConfig, *, scheduler: str, budget: int, out: str, address: str | None = None,
+             rungs: int = 4) -> dict[str, Any]:
+    """``dropt tune``: ``budget`` trials of the config's controller under ASHA or PBT."""
+    import logging
+
+    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+    from .controllers import make_controller
+    from .render_pool import ensure_ray
+    from .tasks import load_real
+
+    if scheduler not in ("asha", "pbt"):
+        raise ConfigError(f"--scheduler: expected 'asha' or 'pbt', got {scheduler!r}")
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    load_real(cfg)          # make the target domain now if missing, not inside every trial
+    ensure_ray(address)
+    space = cfg.build_generator().space
+    s = cfg.evaluator
+    if scheduler == "asha":
+        try:
+            controller = make_controller(cfg.loop.optimizer, space, seed=cfg.seed, **cfg.loop.options)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"loop: {e}") from None
+        tune_config = tune.TuneConfig(search_alg=ControllerSearcher(controller, batch=cfg.loop.candidates),
+                                      scheduler=ASHAScheduler(time_attr="rung", max_t=rungs, grace_period=1,
+                                                              reduction_factor=2),
+                                      metric="score", mode="max", num_samples=budget)
+        param_space: dict[str, Any] = {}
+    else:
+        lo, hi = space.bounds()
+        names = space.theta_names()
+        # PBT explores by perturbing θ entries of cloned trials; the population starts at the default ± noise.
+        # (Tune's PBT draws its perturbations from Python's global random module: not seeded here.)
+        mutations = {THETA_PREFIX + n: tune.uniform(float(a), float(b)) for n, a, b in zip(names, lo, hi)}
+        rng = np.random.default_rng(cfg.seed)
+        theta0 = space.to_vector()
+        param_space = {THETA_PREFIX + n: tune.sample_from(
+            lambda _, i=i: float(np.clip(theta0[i] + 0.1 * (hi[i] - lo[i]) * rng.standard_normal(), lo[i], hi[i])))
+            for i, n in enumerate(names)}
+        tune_config = tune.TuneConfig(scheduler=PopulationBasedTraining(
+            time_attr="rung", perturbation_interval=1, hyperparam_mutations=mutations),
+            metric="score", mode="max", num_samples=budget)
+    trainable = tune.with_resources(make_trainable(cfg, rungs=rungs), {"cpu": s.num_cpus, "gpu": s.num_gpus})
+    tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
+                       run_config=tune.RunConfig(name=Path(out).name, storage_path=str(Path(out).resolve().parent),
+                                                 verbose=1))
+    results = tuner.fit()
+    best = results.get_best_result(metric="score", mode="max")
+    named = {k[len(THETA_PREFIX):]: float(v) for k, v in best.config.items() if k.startswith(THETA_PREFIX)}
+    summary = {"scheduler": scheduler, "trials": len(results), "best_val": float(best.metrics["score"]),
+               "best_steps": int(best.metrics.get("steps", 0)), "theta": named,
+               "errors": sum(1 for r in results if r.error is not None)}
+    import json
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "best.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
+    return summary
