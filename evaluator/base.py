@@ -78,6 +78,10 @@ class Evaluator(abc.ABC):
         ``Metrics.score`` is the val score; every split's figures are in ``extras`` as
         ``"{split}_{metric}"`` and the trained weights in ``Metrics.weights``."""
 
+    def sample_losses(self, dataset: Dataset, weights: dict | None, seed: int = 0):
+        """Per-image task loss under ``weights`` (adversarial controllers reward hard images)."""
+        raise NotImplementedError(f"{type(self).__name__} does not compute per-image losses")
+
 
 def check_splits(splits: Sequence[str]) -> tuple[str, ...]:
     splits = tuple(splits)

@@ -109,6 +109,17 @@ class ClassificationEvaluator(Evaluator):
                        weights=state_dict_cpu(model))
 
     @torch.no_grad()
+    def sample_losses(self, dataset: Dataset, weights: dict | None, seed: int = 0) -> np.ndarray:
+        """Cross-entropy of each image under ``weights`` (a fresh seeded model when None)."""
+        with torch_threads(self.threads):
+            model = self.new_model(seed)
+            load_warm_start(model, weights)
+            model.eval()
+            x = _to_input(dataset.stacked_images(), self.value_max).to(self.device)
+            y = torch.from_numpy(class_labels(dataset)).to(self.device)
+            return F.cross_entropy(model(x), y, reduction="none").cpu().numpy().astype(np.float64)
+
+    @torch.no_grad()
     def predict(self, model: SmallCNN, images: np.ndarray) -> np.ndarray:
         model.eval()
         out = [model(_to_input(images[s:s + 512], self.value_max).to(self.device)).argmax(1).cpu()

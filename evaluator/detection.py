@@ -104,6 +104,24 @@ class DetectionEvaluator(Evaluator):
                        weights=state_dict_cpu(model))
 
     @torch.no_grad()
+    def sample_losses(self, dataset: Dataset, weights: dict | None, seed: int = 0) -> np.ndarray:
+        """The detection loss of each image under ``weights`` (a fresh seeded model when None):
+        how hard each synthetic image is for the current model (VADRA's per-sample reward)."""
+        self._check(dataset)
+        images = torch.from_numpy(dataset.stacked_images()).to(self.device)
+        h, w = images.shape[1:3]
+        targets = {k: v.to(self.device) for k, v in
+                   encode_targets(dataset.annotations, len(self.categories), h, w).items()}
+        with torch_threads(self.threads):
+            model = self.new_model(seed)
+            load_warm_start(model, weights)
+            model.eval()
+            losses = [float(detection_loss(model(images_to_tensor(images[i:i + 1])),
+                                           {k: v[i:i + 1] for k, v in targets.items()}))
+                      for i in range(len(dataset))]
+        return np.asarray(losses)
+
+    @torch.no_grad()
     def predict(self, model: CenterNet, dataset: Dataset) -> list[Detections]:
         """Detections for every image of ``dataset`` (images of one size)."""
         model.eval()

@@ -27,7 +27,7 @@ from .config import ConfigError, ExperimentConfig
 from .controllers import Feedback, make_controller
 from .render_pool import RenderPool, ensure_ray
 from .run_dir import RunDir
-from .tasks import evaluate_candidate, fidelity, load_real, witness_candidate
+from .tasks import concat, evaluate_candidate, fidelity, load_real, losses_candidate, witness_candidate
 
 FINAL_KEY = 0xF17A1
 
@@ -45,8 +45,9 @@ class _Executor:
         if self.use_ray:
             import ray
 
-            self._eval = ray.remote(evaluate_candidate).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
-            self._witness = ray.remote(witness_candidate).options(num_cpus=self.num_cpus)
+            self._fns = {"evaluate": ray.remote(evaluate_candidate).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus),
+                         "losses": ray.remote(losses_candidate).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus),
+                         "witness": ray.remote(witness_candidate).options(num_cpus=self.num_cpus)}
 
     def put(self, obj: Any) -> Any:
         if not self.use_ray:
@@ -57,8 +58,9 @@ class _Executor:
 
     def submit(self, fn: str, *args, **kwargs) -> Any:
         if not self.use_ray:
-            return (evaluate_candidate if fn == "evaluate" else witness_candidate)(*args, **kwargs)
-        return (self._eval if fn == "evaluate" else self._witness).remote(*args, **kwargs)
+            return {"evaluate": evaluate_candidate, "losses": losses_candidate, "witness": witness_candidate}[fn](
+                *args, **kwargs)
+        return self._fns[fn].remote(*args, **kwargs)
 
     def gather(self, handles: list[Any]) -> list[Any]:
         if not self.use_ray:
@@ -107,9 +109,7 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
         except (TypeError, ValueError) as e:
             raise ConfigError(f"loop: {e}") from None
         needs = set(controller.needs)
-        if "sample_loss" in needs:
-            raise ConfigError(f"loop.optimizer: {loop.optimizer!r} needs per-image task losses, which this runner "
-                              f"does not compute yet; expected one of the score or witness controllers")
+        task_weights = None        # the adversarial controllers' task model, trained across rounds
         ex = _Executor(use_ray=pool.workers > 0 or bool(address), num_cpus=settings.num_cpus,
                        num_gpus=settings.num_gpus)
         real_ref = ex.put(real)
@@ -120,6 +120,7 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
         else:
             controller.load_state_dict(state["controller"])
             start, best, timing = state["round"] + 1, state["best"], state["timing"]
+            task_weights = _load_weights(rd.checkpoint_dir / "task_model.pt")
             rd.truncate_rounds(start)
             log(f"resuming {rd.root} at round {start + 1}/{loop.budget}")
         fid = fidelity(settings)
@@ -139,6 +140,15 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
                 handles["witness"] = [ex.submit("witness", real_ref, ds, value_max=value_max,
                                                 gap_images=settings.gap_images, seed=cfg.seed) for ds in datasets]
             results = {k: ex.gather(v) for k, v in handles.items()}
+            if "sample_loss" in needs:
+                # VADRA: each image's loss under the current task model is its reward; the model then
+                # keeps training on the whole round (warm start) and real val scores it
+                results["losses"] = ex.gather([ex.submit("losses", settings, real_ref, ds, task_weights, cfg.seed)
+                                               for ds in datasets])
+                m = ex.gather([ex.submit("evaluate", settings, real_ref, concat(datasets), fid,
+                                         derive_seed(cfg.seed, r, 0xADD), ("val",), True, task_weights)])[0]
+                task_weights, m.weights = m.weights, None
+                results["score"] = [m] * len(datasets)
             t_eval = time.perf_counter() - t0
             feedback, lines = [], []
             for c, (theta, s) in enumerate(zip(thetas, seeds)):
@@ -149,6 +159,9 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
                     m = results["score"][c]
                     score, extras = float(m.score), dict(m.extras)
                     extras["train_seconds"] = m.timings.get("train", 0.0)
+                if "losses" in results:
+                    rewards = np.asarray(results["losses"][c])
+                    draws = pool.generator.scene_draws(theta, settings.images, s)
                 if "witness" in results:
                     gap, rewards = results["witness"][c]
                     extras.update(gap)
@@ -166,6 +179,8 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
             timing = {"render": timing["render"] + t_render, "evaluate": timing["evaluate"] + t_eval,
                       "total": timing["total"] + dt}
             rd.append_round(lines)
+            if task_weights is not None:
+                _save_weights(rd.checkpoint_dir / "task_model.pt", task_weights)
             rd.save_checkpoint({"round": r, "controller": controller.state_dict(), "best": best, "timing": timing})
             per_round = timing["total"] / (r + 1 - start if start else r + 1)
             log(f"round {r + 1}/{loop.budget}  best val {best['score'] if best else float('nan'):.4f}  "
@@ -173,7 +188,8 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
             if stop_after_round is not None and r + 1 >= stop_after_round and r + 1 < loop.budget:
                 return {"stopped_after_round": r + 1}
         # --- final: the best distribution, retrained with several seeds, scored on val and TEST ---
-        use_current = "score" not in needs or best is None
+        # distribution-matching and adversarial controllers: their learned θ is their current mean
+        use_current = "score" not in needs or "sample_loss" in needs or best is None
         theta_best = space.check_theta(controller.current() if use_current else np.asarray(best["theta"]))
         final_fid = fidelity(settings, final=True)
         t0 = time.perf_counter()
@@ -205,6 +221,20 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
     log(f"best distribution ({result['selected']}): val {key} {result['val']:.4f}, "
         f"TEST {key} {result['test']:.4f} (mean of {len(test)} seeds)")
     return result
+
+
+def _save_weights(path, weights: dict) -> None:
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(weights, tmp)
+    os.replace(tmp, path)
+
+
+def _load_weights(path) -> dict | None:
+    import torch
+
+    return torch.load(path, weights_only=True) if path.is_file() else None
 
 
 def _num(v: Any) -> float | None:

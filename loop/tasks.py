@@ -58,11 +58,25 @@ def fidelity(settings: EvaluatorSettings, *, final: bool = False) -> Fidelity:
 
 
 def evaluate_candidate(settings: EvaluatorSettings, real: RealSplits, dataset: Dataset, fid: Fidelity, seed: int,
-                       splits: tuple[str, ...] = ("val",), keep_weights: bool = False) -> Metrics:
-    m = build_evaluator(settings, real).evaluate(dataset, fid, seed, splits=splits)
+                       splits: tuple[str, ...] = ("val",), keep_weights: bool = False,
+                       warm_start: dict | None = None) -> Metrics:
+    m = build_evaluator(settings, real).evaluate(dataset, fid, seed, warm_start=warm_start, splits=splits)
     if not keep_weights:
         m.weights = None
     return m
+
+
+def losses_candidate(settings: EvaluatorSettings, real: RealSplits, dataset: Dataset, weights: dict | None,
+                     seed: int) -> np.ndarray:
+    """Per-image loss of the current task model on a candidate's images (VADRA's rewards)."""
+    return build_evaluator(settings, real).sample_losses(dataset, weights, seed)
+
+
+def concat(datasets: list[Dataset]) -> Dataset:
+    """One dataset from several (the adversarial task model trains on a whole round)."""
+    first = datasets[0]
+    return Dataset([im for d in datasets for im in d.images], [a for d in datasets for a in d.annotations],
+                   list(first.categories), dict(first.info))
 
 
 def witness_candidate(real: RealSplits, dataset: Dataset, *, value_max: float = 255.0,

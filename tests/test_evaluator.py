@@ -257,3 +257,15 @@ def test_classifier_rejects_bad_layouts():
     big = digits_dataset(np.zeros((3, 16, 16), np.uint8), np.array([1, 2, 3]))
     with pytest.raises(EvaluatorError, match="shape"):
         ev.evaluate(big, Fidelity(steps=1), 0)
+
+
+def test_sample_losses_are_per_image_and_drop_with_training():
+    ds = box_dataset(6, seed=4)
+    ev = DetectionEvaluator(RealSplits(ds, ds, "self"), device="cpu", threads=1)
+    fresh = ev.sample_losses(ds, None)
+    trained = ev.sample_losses(ds, ev.evaluate(ds, Fidelity(steps=80, batch_size=6), 0).weights)
+    assert fresh.shape == (6,) and np.all(np.isfinite(fresh)) and trained.mean() < fresh.mean() / 2
+    real = load_digits_real(seed=0)
+    cev = ClassificationEvaluator(real, device="cpu", threads=1)
+    losses = cev.sample_losses(real.val.subset(range(10)), None)
+    assert losses.shape == (10,) and np.all(losses > 0)

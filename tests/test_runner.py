@@ -49,7 +49,7 @@ def test_run_writes_the_run_directory(real_dir, tmp_path):
         run_loop(cfg, rd, log=lambda m: None)
 
 
-@pytest.mark.parametrize("optimizer", ["reinforce", "metasim"])
+@pytest.mark.parametrize("optimizer", ["reinforce", "metasim", "vadra"])
 def test_killed_and_resumed_run_matches_an_uninterrupted_one(real_dir, tmp_path, optimizer):
     cfg = load_config(SMOKE, tiny(real_dir, f'loop.optimizer="{optimizer}"'))
     whole = run_loop(cfg, tmp_path / "whole", log=lambda m: None)
