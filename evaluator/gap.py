@@ -171,6 +171,12 @@ def gap_with_witness(synthetic_images, real_images, *, seed: int = 0, value_max:
     features = RandomConvFeatures(seed)
     fx = features(_subsample(synthetic_images, max_images), value_max=value_max)
     fy = features(_subsample(real_images, max_images), value_max=value_max)
+    return gap_from_features(fx, fy)
+
+
+def gap_from_features(fx, fy) -> tuple[dict, np.ndarray]:
+    """``gap_with_witness`` on features already extracted (a caller comparing many synthetic
+    sets against one real set extracts the real features once)."""
     fx, fy = _check_pair(fx, fy, names=("synthetic_images", "real_images"), rows="images")
     bw = median_bandwidth(fx, fy)
     within_x, within_y, cross, w = _kernel_means(fx, fy, bw)

@@ -75,8 +75,13 @@ def samples_to_dataset(samples: list[Sample], categories: tuple[str, ...] | list
 
 def render_dataset(generator: Generator, theta: Any, n: int, seed: int) -> Dataset:
     """Render n images in this process (``loop.render_pool`` does the same over Ray actors)."""
-    rows = generator.scene_params(theta, n, seed)
-    samples = [generator.render(row, s) for row, s in zip(rows, image_seeds(seed, n))]
+    return render_draws(generator, generator.scene_draws(theta, n, seed), seed)
+
+
+def render_draws(generator: Generator, draws: dict[str, np.ndarray], seed: int) -> Dataset:
+    """Render the images of already drawn parameter values (see :meth:`Generator.scene_draws`)."""
+    rows = rows_of(draws)
+    samples = [generator.render(row, s) for row, s in zip(rows, image_seeds(seed, len(rows)))]
     return samples_to_dataset(samples, generator.categories, {"seed": int(seed), **generator.config()})
 
 

@@ -165,12 +165,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> ExperimentC
     space = raw.get("space", {})
     if not isinstance(space, dict):
         raise ConfigError(f"space: expected a table of parameters, got {type(space).__name__}")
-    rend = raw.get("render", {})
-    if not isinstance(rend, dict):
-        raise ConfigError(f"render: expected a table, got {type(rend).__name__}")
-    unknown = set(rend) - {"workers", "num_cpus", "num_gpus", "chunk"}
-    if unknown:
-        raise ConfigError(f"render.{sorted(unknown)[0]}: unknown key; expected workers, num_cpus, num_gpus or chunk")
+    rend = _table(raw.get("render", {}), "render", set(vars(RenderSettings())))
     render = RenderSettings(workers=_int(rend, "workers", 2, 0, "render."),
                             num_cpus=_num(rend, "num_cpus", 1.0, 0.0, "render."),
                             num_gpus=_num(rend, "num_gpus", 0.0, 0.0, "render."),
@@ -234,18 +229,9 @@ def _loop(raw: Any) -> LoopSettings:
 def _target(raw: Any) -> TargetSettings | None:
     if raw is None:
         return None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"target: expected a table, got {type(raw).__name__}")
-    unknown = set(raw) - {"val", "test", "train", "camera"}
-    if unknown:
-        raise ConfigError(f"target.{sorted(unknown)[0]}: unknown key; expected val, test, train or camera")
-    cam = raw.get("camera", {})
-    if not isinstance(cam, dict):
-        raise ConfigError(f"target.camera: expected a table, got {type(cam).__name__}")
-    unknown = set(cam) - set(CAMERA_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"target.camera.{sorted(unknown)[0]}: unknown key; expected one of {sorted(CAMERA_DEFAULTS)}")
-    camera = dict(CAMERA_DEFAULTS)
+    raw = _table(raw, "target", {"val", "test", "train", "camera"})
+    cam = _table(raw.get("camera", {}), "target.camera", set(CAMERA_DEFAULTS))
+    camera: dict[str, Any] = {}
     camera["noise"] = _num(cam, "noise", 0.0, 0.0, "target.camera.")
     camera["blur"] = _num(cam, "blur", 0.0, 0.0, "target.camera.")
     camera["gamma"] = _num(cam, "gamma", 1.0, 0.05, "target.camera.")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from generator.base import Sample, image_seeds, render_dataset, rows_of, samples_to_dataset
+from generator.base import Sample, image_seeds, render_draws, rows_of, samples_to_dataset
 from generator.dataset import Dataset
 
 from .config import ExperimentConfig
@@ -87,15 +87,20 @@ class RenderPool:
             ray.get([a.ping.remote() for a in self._actors])
 
     def render(self, theta: Any, n: int, seed: int, info: dict[str, Any] | None = None) -> Dataset:
+        return self.render_draws(self.generator.scene_draws(theta, n, seed), seed, info)
+
+    def render_draws(self, draws: dict[str, np.ndarray], seed: int, info: dict[str, Any] | None = None) -> Dataset:
+        """Render already drawn per-image parameter values (callers that also need the draws,
+        such as the score-function controllers, draw them once)."""
         gen = self.generator
         meta = {"seed": int(seed), **gen.config(), **(info or {})}
         if not self._actors:
-            ds = render_dataset(gen, theta, n, seed)
+            ds = render_draws(gen, draws, seed)
             ds.info.update(meta)
             return ds
         import ray
 
-        draws = gen.scene_draws(theta, n, seed)
+        n = len(next(iter(draws.values()))) if draws else 0
         seeds = image_seeds(seed, n)
         chunk = self.config.render.chunk
         starts = list(range(0, n, chunk))

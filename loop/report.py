@@ -106,7 +106,7 @@ def write_report(run: str | Path, *, n_samples: int = 16) -> Path:
     learned = space.from_named(best["theta"]) if best else space.from_named(rounds[-1]["theta"])
     for name, theta in (("samples_first", first), ("samples_learned", learned)):
         ds = render_dataset(gen, theta, n_samples, cfg.seed)
-        save_grid(ds, out / f"{name}.png", n=n_samples, title=name.replace("_", ": ").replace("samples", "samples"))
+        save_grid(ds, out / f"{name}.png", n=n_samples, title=name.replace("_", ": "))
     gen.close()
     lines = [f"# dropt run `{rd.root}`", "",
              f"- optimizer: **{cfg.loop.optimizer}**, {len({x['round'] for x in rounds})} rounds × "

@@ -27,7 +27,8 @@ from .config import ConfigError, ExperimentConfig
 from .controllers import Feedback, make_controller
 from .render_pool import RenderPool, ensure_ray
 from .run_dir import RunDir
-from .tasks import concat, evaluate_candidate, fidelity, load_real, losses_candidate, witness_candidate
+from .tasks import (concat, evaluate_candidate, fidelity, load_real, losses_candidate, real_features,
+                    witness_candidate)
 
 FINAL_KEY = 0xF17A1
 
@@ -113,6 +114,9 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
         ex = _Executor(use_ray=pool.workers > 0 or bool(address), num_cpus=settings.num_cpus,
                        num_gpus=settings.num_gpus)
         real_ref = ex.put(real)
+        real_feats_ref = ex.put(real_features(real, value_max=value_max, gap_images=settings.gap_images,
+                                              seed=cfg.seed)) if "witness" in needs else None
+        per_image = bool(needs & {"witness", "sample_loss"})   # controllers that need each image's draws
         if state is None:
             rd.create(cfg.raw, cfg.seed, {"optimizer": loop.optimizer, "budget": loop.budget,
                                           "candidates": loop.candidates, "real": real.describe()})
@@ -129,7 +133,8 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
             thetas = [space.check_theta(t) for t in controller.propose(loop.candidates)]
             seeds = [derive_seed(cfg.seed, r, c) for c in range(len(thetas))]
             t0 = time.perf_counter()
-            datasets = [pool.render(t, settings.images, s) for t, s in zip(thetas, seeds)]
+            draws = [pool.generator.scene_draws(t, settings.images, s) for t, s in zip(thetas, seeds)]
+            datasets = [pool.render_draws(d, s) for d, s in zip(draws, seeds)]
             t_render = time.perf_counter() - t0
             t0 = time.perf_counter()
             handles = {}
@@ -137,8 +142,8 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
                 handles["score"] = [ex.submit("evaluate", settings, real_ref, ds, fid, s)
                                     for ds, s in zip(datasets, seeds)]
             if "witness" in needs:
-                handles["witness"] = [ex.submit("witness", real_ref, ds, value_max=value_max,
-                                                gap_images=settings.gap_images, seed=cfg.seed) for ds in datasets]
+                handles["witness"] = [ex.submit("witness", real_feats_ref, ds, value_max=value_max, seed=cfg.seed)
+                                      for ds in datasets]
             results = {k: ex.gather(v) for k, v in handles.items()}
             if "sample_loss" in needs:
                 # VADRA: each image's loss under the current task model is its reward; the model then
@@ -154,21 +159,20 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
             for c, (theta, s) in enumerate(zip(thetas, seeds)):
                 extras: dict[str, float] = {}
                 score = float("nan")
-                draws = rewards = None
+                rewards = None
                 if "score" in results:
                     m = results["score"][c]
                     score, extras = float(m.score), dict(m.extras)
                     extras["train_seconds"] = m.timings.get("train", 0.0)
                 if "losses" in results:
                     rewards = np.asarray(results["losses"][c])
-                    draws = pool.generator.scene_draws(theta, settings.images, s)
                 if "witness" in results:
                     gap, rewards = results["witness"][c]
                     extras.update(gap)
-                    draws = pool.generator.scene_draws(theta, settings.images, s)
                     if "score" not in results:
                         score = -gap["gap_mmd2"]
-                feedback.append(Feedback(score=score, extras=extras, draws=draws, sample_rewards=rewards))
+                feedback.append(Feedback(score=score, extras=extras, draws=draws[c] if per_image else None,
+                                         sample_rewards=rewards))
                 lines.append({"round": r, "candidate": c, "seed": s, "score": _num(score),
                               "metrics": {k: _num(v) for k, v in sorted(extras.items())},
                               "theta": {k: round(float(v), 6) for k, v in space.named(theta).items()}})
@@ -182,7 +186,7 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
             if task_weights is not None:
                 _save_weights(rd.checkpoint_dir / "task_model.pt", task_weights)
             rd.save_checkpoint({"round": r, "controller": controller.state_dict(), "best": best, "timing": timing})
-            per_round = timing["total"] / (r + 1 - start if start else r + 1)
+            per_round = timing["total"] / (r + 1)     # the timing totals cover rounds 0..r, resumed or not
             log(f"round {r + 1}/{loop.budget}  best val {best['score'] if best else float('nan'):.4f}  "
                 f"{dt:.1f} s/round  ETA {_fmt_s(per_round * (loop.budget - r - 1))}")
             if stop_after_round is not None and r + 1 >= stop_after_round and r + 1 < loop.budget:

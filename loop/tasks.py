@@ -79,13 +79,20 @@ def concat(datasets: list[Dataset]) -> Dataset:
                    list(first.categories), dict(first.info))
 
 
-def witness_candidate(real: RealSplits, dataset: Dataset, *, value_max: float = 255.0,
-                      gap_images: int = 200, seed: int = 0) -> tuple[dict[str, float], np.ndarray]:
-    """Gap metrics of a rendered batch against the real val images, and per-image witness values
-    (higher = more like real): the Meta-Sim controller's per-sample rewards."""
-    from evaluator.gap import gap_with_witness
+def real_features(real: RealSplits, *, value_max: float = 255.0, gap_images: int = 200, seed: int = 0) -> np.ndarray:
+    """Random-conv features of the first ``gap_images`` real val images (extracted once per run)."""
+    from evaluator.features import RandomConvFeatures
 
-    n = min(gap_images, len(real.val))
-    real_images = np.stack(real.val.images[:n])
-    gap, witness = gap_with_witness(np.stack(dataset.images), real_images, seed=seed, value_max=value_max)
+    return RandomConvFeatures(seed)(np.stack(real.val.images[:min(gap_images, len(real.val))]), value_max=value_max)
+
+
+def witness_candidate(real_feats: np.ndarray, dataset: Dataset, *, value_max: float = 255.0,
+                      seed: int = 0) -> tuple[dict[str, float], np.ndarray]:
+    """Gap metrics of a rendered batch against the real val features (see :func:`real_features`),
+    and per-image witness values (higher = more like real): the Meta-Sim controller's per-sample rewards."""
+    from evaluator.features import RandomConvFeatures
+    from evaluator.gap import gap_from_features
+
+    fx = RandomConvFeatures(seed)(np.stack(dataset.images), value_max=value_max)
+    gap, witness = gap_from_features(fx, real_feats)
     return {f"gap_{k}": float(v) for k, v in gap.items() if k in ("mmd2", "frechet")}, witness

@@ -15,6 +15,7 @@ A trial's config holds θ as named values (``{"theta": {name: value}}``); the tr
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import tempfile
@@ -65,13 +66,9 @@ class ControllerSearcher(Searcher):
             self._done = []
 
     def save(self, checkpoint_path: str) -> None:
-        import json
-
         Path(checkpoint_path).write_text(json.dumps(self.controller.state_dict()))
 
     def restore(self, checkpoint_path: str) -> None:
-        import json
-
         self.controller.load_state_dict(json.loads(Path(checkpoint_path).read_text()))
 
 
@@ -176,8 +173,6 @@ def run_tune(cfg: ExperimentConfig, *, scheduler: str, budget: int, out: str, ad
     summary = {"scheduler": scheduler, "trials": len(results), "best_val": float(best.metrics["score"]),
                "best_steps": int(best.metrics.get("steps", 0)), "theta": named,
                "errors": sum(1 for r in results if r.error is not None)}
-    import json
-
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "best.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
     return summary
