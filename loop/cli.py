@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=_positive_int, default=400, help="images per measurement (default 400)")
     b.add_argument("--sizes", default="64,128", help="comma-separated image sizes (default 64,128)")
     b.add_argument("--workers", type=_positive_int, default=None, help="workers for the all-cores figure")
-    b.add_argument("--repeats", type=_positive_int, default=2, help="runs per figure; the best is kept (default 2)")
+    b.add_argument("--repeats", type=_positive_int, default=3, help="interleaved rounds per figure; the best is kept (default 3)")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     b = bsub.add_parser("evaluator", help="oracle detector AP50 on the target domain; digits accuracy real vs synthetic")
     b.add_argument("--oracle-steps", type=_positive_int, default=1200, help="oracle training steps (default 1200)")
@@ -306,6 +306,9 @@ def cmd_bench(args) -> int:
                       f"one process → {res['workers']} workers {f['scaling_all_cores']:.2f}×"
                       + (f", pool 1 → {res['workers']} workers {f['scaling_pool_workers']:.2f}×"
                          if "scaling_pool_workers" in f else ""))
+            if "machine_scaling" in res:
+                print(f"ceiling: plain Python arithmetic scales {res['machine_scaling']:.2f}× from one process to "
+                      f"{res['workers']} on this machine right now")
         return 0
     return EXIT_USAGE
 

@@ -27,7 +27,7 @@ class RenderSettings:
     workers: int = 2          # Ray render actors; 0 renders in the calling process
     num_cpus: float = 1.0     # CPUs reserved per render actor
     num_gpus: float = 0.0     # GPUs per render actor (EGL on the GPU when > 0)
-    chunk: int = 16           # images per actor call (load balancing vs. call overhead)
+    chunk: int = 0            # images per actor call; 0 sizes calls from the dataset (see RenderPool)
 
 
 CAMERA_DEFAULTS: dict[str, Any] = {"noise": 0.0, "blur": 0.0, "gamma": 1.0, "color_gain": [1.0, 1.0, 1.0],
@@ -169,7 +169,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> ExperimentC
     render = RenderSettings(workers=_int(rend, "workers", 2, 0, "render."),
                             num_cpus=_num(rend, "num_cpus", 1.0, 0.0, "render."),
                             num_gpus=_num(rend, "num_gpus", 0.0, 0.0, "render."),
-                            chunk=_int(rend, "chunk", 16, 1, "render."))
+                            chunk=_int(rend, "chunk", 0, 0, "render."))
     return ExperimentConfig(seed=_int(raw, "seed", 0, 0), generator_name=name,
                             generator_options={k: v for k, v in gen.items() if k != "name"},
                             space=space, render=render, target=_target(raw.get("target")),

@@ -49,6 +49,15 @@ def _unpack(packed: tuple) -> list[Sample]:
     return [Sample(images[i], anns[i], None if depths is None else depths[i]) for i in range(len(anns))]
 
 
+def call_size(n: int, workers: int, chunk: int = 0) -> int:
+    """Images per actor call. ``chunk`` > 0 is taken as given; 0 gives each actor about four
+    calls, between 8 and 256 images each: large calls keep the driver's and Ray's per-call work
+    off the cores the actors render on, and four per actor keep the last call's tail short."""
+    if chunk > 0:
+        return chunk
+    return int(min(256, max(8, -(-n // (4 * max(workers, 1))))))
+
+
 class _Worker:
     """Body of the Ray actor: one generator (one GL context) for the actor's lifetime."""
 
@@ -102,7 +111,7 @@ class RenderPool:
 
         n = len(next(iter(draws.values()))) if draws else 0
         seeds = image_seeds(seed, n)
-        chunk = self.config.render.chunk
+        chunk = call_size(n, len(self._actors), self.config.render.chunk)
         starts = list(range(0, n, chunk))
         results: dict[int, list[Sample]] = {}
         pending: dict[Any, tuple[int, Any]] = {}

@@ -10,7 +10,7 @@ from PIL import Image
 
 from loop.cli import main
 from loop.config import ConfigError, apply_override, config_from_dict, load_config
-from loop.render_pool import RenderPool
+from loop.render_pool import RenderPool, call_size
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "experiments" / "shapes" / "smoke.toml"
@@ -38,6 +38,18 @@ def test_worker_count_does_not_change_bytes(tmp_path):
         outs[workers] = tmp_path / f"w{workers}"
         ds.write_coco(outs[workers])
     assert _same_tree(outs[0], outs[1]) and _same_tree(outs[1], outs[2])
+    # calls sized from the dataset (chunk = 0), with an uneven last call, give the same bytes
+    with RenderPool(load_config(SMOKE, ["render.chunk=0"]), workers=2) as pool:
+        ds = pool.render(pool.generator.space.to_vector(), 20, seed=9)
+    ds.write_coco(tmp_path / "auto")
+    assert _same_tree(outs[0], tmp_path / "auto")
+
+
+def test_call_size():
+    assert call_size(20, 2) == 8                 # floor of 8 images per call
+    assert call_size(400, 2) == 50               # about four calls per actor
+    assert call_size(100_000, 2) == 256          # ceiling
+    assert call_size(400, 2, chunk=16) == 16     # an explicit chunk is taken as given
 
 
 def test_render_and_preview_commands(tmp_path, capsys):
