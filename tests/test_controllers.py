@@ -12,7 +12,7 @@ from scipy import stats
 
 from generator.space import ParameterSpace
 from loop.controllers import CONTROLLERS, Feedback, make_controller
-from loop.controllers._common import score_function_grad
+from loop.controllers._common import Adam, GaussianPolicy, score_function_grad
 from loop.controllers.testing import ControllerConformance, eval_rng, objective, run_loop, toy_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -313,3 +313,28 @@ def test_feedback_finds_its_proposal_through_float32():
     c.update([t.astype(np.float32).astype(np.float64) for t in thetas], [Feedback(score=1.0)] * 4)
     widened = (c.current() - start)[:4]                 # size and light ranges
     assert (widened != 0).sum() >= 2 and np.all(widened[[0, 2]] <= 0) and np.all(widened[[1, 3]] >= 0)
+
+
+def test_antithetic_policy_draws_mirrored_pairs_and_cancels_the_baseline():
+    kw = dict(lr=0.1, optimizer="sgd", learn_sigma=False, sigma_min=0.01, sigma_max=0.5, baseline_decay=0.8)
+    pol = GaussianPolicy(np.full(3, 0.5), 0.1, antithetic=True, **kw)
+    us = pol.sample(5, np.random.default_rng(0))
+    assert us.shape == (5, 3)
+    np.testing.assert_allclose(us[:2] - 0.5, -(us[3:5] - 0.5))   # pairs (0,3), (1,4)
+    # the mean's step from a mirrored pair does not depend on the baseline
+    steps = []
+    for baseline in (None, 10.0):
+        p = GaussianPolicy(np.full(3, 0.5), 0.1, antithetic=True, **kw)
+        p.baseline = baseline
+        pair = p.sample(2, np.random.default_rng(1))
+        p.update(pair, np.array([1.0, 0.0]))
+        steps.append(p.mu - 0.5)
+    np.testing.assert_allclose(steps[0], steps[1])
+    assert np.any(steps[0] != 0)
+
+
+def test_adam_warmup_ramps_the_first_steps():
+    g = np.array([1.0, -1.0])
+    plain, ramped = Adam(2, 0.1), Adam(2, 0.1, warmup=4)
+    np.testing.assert_allclose(plain.step(g), [0.1, -0.1], rtol=1e-6)
+    assert np.allclose([ramped.step(g)[0] for _ in range(5)], [0.025, 0.05, 0.075, 0.1, 0.1], rtol=1e-5)

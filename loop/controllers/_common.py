@@ -35,19 +35,26 @@ class Box:
 # --------------------------------------------------------------------------------------------
 
 class Adam:
-    """Adam on a numpy vector; ``step(grad)`` returns the ascent step to add."""
+    """Adam on a numpy vector; ``step(grad)`` returns the ascent step to add.
 
-    def __init__(self, dim: int, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
-        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+    ``warmup`` > 0 ramps the step size linearly over that many steps. Bias-corrected Adam's
+    first step is ``lr · sign(grad)`` in every coordinate; with a noisy gradient estimate in
+    many dimensions that moves every coordinate a full step in a random direction, which the
+    ramp avoids while the moment estimates average the noise out."""
+
+    def __init__(self, dim: int, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 warmup: int = 0):
+        self.lr, self.beta1, self.beta2, self.eps, self.warmup = lr, beta1, beta2, eps, warmup
         self.t, self.m, self.v = 0, np.zeros(dim), np.zeros(dim)
 
     def step(self, grad: np.ndarray) -> np.ndarray:
         self.t += 1
+        lr = self.lr * min(1.0, self.t / self.warmup) if self.warmup > 0 else self.lr
         self.m = self.beta1 * self.m + (1 - self.beta1) * grad
         self.v = self.beta2 * self.v + (1 - self.beta2) * grad**2
         m_hat = self.m / (1 - self.beta1**self.t)
         v_hat = self.v / (1 - self.beta2**self.t)
-        return self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        return lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
     def state(self) -> dict[str, Any]:
         return {"t": self.t, "m": self.m.tolist(), "v": self.v.tolist()}
@@ -88,8 +95,9 @@ class GaussianPolicy:
     """
 
     def __init__(self, mu: np.ndarray, sigma: float, *, lr: float, optimizer: str, learn_sigma: bool,
-                 sigma_min: float, sigma_max: float, baseline_decay: float):
+                 sigma_min: float, sigma_max: float, baseline_decay: float, antithetic: bool = False):
         d = len(mu)
+        self.antithetic = antithetic
         self.mu = np.clip(np.asarray(mu, dtype=np.float64), 0.0, 1.0)
         self.log_sigma = np.full(d, math.log(sigma))
         self.learn_sigma = learn_sigma
@@ -99,7 +107,12 @@ class GaussianPolicy:
         self.opt = make_optimizer(optimizer, 2 * d, lr)
 
     def sample(self, k: int, rng: np.random.Generator) -> np.ndarray:
-        return self.mu + np.exp(self.log_sigma) * rng.standard_normal((k, len(self.mu)))
+        """k draws; antithetic draws come in mirrored pairs μ ± σε, so in the mean's gradient each
+        pair contributes (f₊ − f₋)·ε, free of the baseline and of much of the noise."""
+        if not self.antithetic:
+            return self.mu + np.exp(self.log_sigma) * rng.standard_normal((k, len(self.mu)))
+        eps = rng.standard_normal(((k + 1) // 2, len(self.mu)))
+        return self.mu + np.exp(self.log_sigma) * np.concatenate([eps, -eps])[:k]
 
     def update(self, us: np.ndarray, scores: np.ndarray) -> None:
         if len(scores) == 0:

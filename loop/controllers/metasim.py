@@ -52,9 +52,12 @@ def pooled_by_theta(thetas: list[np.ndarray], feedback: list[Feedback]):
 class MetaSimOptions:
     lr: float = 0.05
     """Adam step size in unit-box coordinates."""
+    warmup: int = 5
+    """Updates over which the step size ramps up linearly (see :class:`Adam`)."""
 
     def check(self, name: str) -> None:
         check_number(f"{name}.lr", self.lr, low=0, low_open=True)
+        check_number(f"{name}.warmup", self.warmup, low=0, integer=True)
 
 
 class MetaSim(Controller):
@@ -68,7 +71,7 @@ class MetaSim(Controller):
         super().__init__(space, seed=seed, **options)
         self.box = Box(space)
         self.u = self.box.to_unit(space.clip(space.to_vector()))
-        self.opt = Adam(space.dim, self.options.lr)
+        self.opt = Adam(space.dim, self.options.lr, warmup=self.options.warmup)
 
     # ---- the per-image reward and any extra objective term (VADRA overrides) -----------------
     def _rewards(self, rewards: np.ndarray) -> np.ndarray:
@@ -112,7 +115,9 @@ class MetaSim(Controller):
 class MetaSimTaskOptions:
     lr: float = 0.05
     """Adam step size of the gap-matching stage (unit-box coordinates)."""
-    gap_rounds: int = 5
+    warmup: int = 5
+    """Gap-matching updates over which the step size ramps up linearly."""
+    gap_rounds: int = 8
     """Updates spent on gap matching before switching to the task score."""
     task_lr: float = 0.02
     """Adam step size of the task stage (unit-box coordinates)."""
@@ -121,6 +126,7 @@ class MetaSimTaskOptions:
 
     def check(self, name: str) -> None:
         check_number(f"{name}.lr", self.lr, low=0, low_open=True)
+        check_number(f"{name}.warmup", self.warmup, low=0, integer=True)
         check_number(f"{name}.gap_rounds", self.gap_rounds, low=0, integer=True)
         check_number(f"{name}.task_lr", self.task_lr, low=0, low_open=True)
         check_number(f"{name}.task_sigma", self.task_sigma, low=0.01, high=0.5)
@@ -144,7 +150,7 @@ class MetaSimTask(MetaSim):
     def _make_policy(self) -> GaussianPolicy:
         o = self.options
         return GaussianPolicy(self.u, o.task_sigma, lr=o.task_lr, optimizer="adam", learn_sigma=True,
-                              sigma_min=0.01, sigma_max=0.5, baseline_decay=0.8)
+                              sigma_min=0.01, sigma_max=0.5, baseline_decay=0.8, antithetic=True)
 
     def _propose(self, k: int) -> list[np.ndarray]:
         if not self._in_task_stage():

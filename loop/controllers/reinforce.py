@@ -21,10 +21,16 @@ from .base import Controller, Feedback, check_choice, check_number
 
 @dataclass(frozen=True)
 class ReinforceOptions:
-    lr: float = 0.05
-    """Step size, in unit-box coordinates (Adam: roughly the per-entry step per round)."""
-    sigma: float = 0.1
+    lr: float = 0.02
+    """Step size, in unit-box coordinates (Adam: roughly the per-entry step per round). With a
+    few candidates per round in tens of dimensions the gradient estimate is mostly noise, and
+    Adam turns noise into full-size steps: a small step keeps the policy near where the scores
+    put it rather than random-walking away."""
+    sigma: float = 0.05
     """Initial exploration standard deviation, in unit-box coordinates."""
+    antithetic: bool = True
+    """Propose mirrored pairs μ ± σε (variance reduction; needs an even number of candidates
+    to pair every draw)."""
     learn_sigma: bool = True
     """Also learn log σ (clamped to [sigma_min, sigma_max])."""
     sigma_min: float = 0.01
@@ -41,6 +47,8 @@ class ReinforceOptions:
         check_number(f"{name}.sigma", self.sigma, low=self.sigma_min, high=self.sigma_max)
         check_number(f"{name}.baseline_decay", self.baseline_decay, low=0, high=0.999)
         check_choice(f"{name}.optimizer", self.optimizer, ("adam", "sgd"))
+        if not isinstance(self.antithetic, bool):
+            raise ValueError(f"{name}.antithetic: expected true or false, got {self.antithetic!r}")
         if not isinstance(self.learn_sigma, bool):
             raise ValueError(f"{name}.learn_sigma: expected true or false, got {self.learn_sigma!r}")
 
@@ -48,7 +56,7 @@ class ReinforceOptions:
 def make_policy(mu_u: np.ndarray, o: ReinforceOptions, *, sigma: float | None = None) -> GaussianPolicy:
     return GaussianPolicy(mu_u, o.sigma if sigma is None else sigma, lr=o.lr, optimizer=o.optimizer,
                           learn_sigma=o.learn_sigma, sigma_min=o.sigma_min, sigma_max=o.sigma_max,
-                          baseline_decay=o.baseline_decay)
+                          baseline_decay=o.baseline_decay, antithetic=o.antithetic)
 
 
 class Reinforce(Controller):

@@ -29,11 +29,15 @@ from .metasim import MetaSim
 class VadraOptions:
     lr: float = 0.05
     """Adam step size in unit-box coordinates."""
+    warmup: int = 0
+    """Updates over which the step size ramps up linearly (see ``metasim``); none by default:
+    the adversary should move from the first round on, while the task model is weakest."""
     entropy_coef: float = 0.3
     """Weight of the entropy bonus, in standardised-loss units per nat."""
 
     def check(self, name: str) -> None:
         check_number(f"{name}.lr", self.lr, low=0, low_open=True)
+        check_number(f"{name}.warmup", self.warmup, low=0, integer=True)
         check_number(f"{name}.entropy_coef", self.entropy_coef, low=0)
 
 
