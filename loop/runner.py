@@ -128,6 +128,7 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
             rd.truncate_rounds(start)
             log(f"resuming {rd.root} at round {start + 1}/{loop.budget}")
         fid = fidelity(settings)
+        t_startup = time.perf_counter() - wall0   # Ray, render actors, real set, controller
         for r in range(start, loop.budget):
             t_round = time.perf_counter()
             thetas = [space.check_theta(t) for t in controller.propose(loop.candidates)]
@@ -209,7 +210,7 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
     test = [float(m.extras[f"test_{key}"]) for m in finals]
     wall = time.perf_counter() - wall0
     timing = {"render": timing["render"] + t_render, "evaluate": timing["evaluate"] + t_eval,
-              "loop_total": timing["total"], "run_wall": wall}
+              "loop_total": timing["total"], "run_wall": wall, "startup": t_startup}
     inside = timing["render"] + timing["evaluate"]
     result = {
         "optimizer": loop.optimizer, "seed": cfg.seed, "rounds": loop.budget, "candidates": loop.candidates,
