@@ -142,6 +142,28 @@ class GaussianPolicy:
         self.opt.load(d["opt"])
 
 
+def propose_from_policy(policy: GaussianPolicy, box: Box, k: int, rng: np.random.Generator
+                        ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k draws from ``policy`` as (θ, its unclipped u) pairs, kept until the scores come back."""
+    return [(box.to_theta(u), u) for u in policy.sample(k, rng)]
+
+
+def update_from_scores(policy: GaussianPolicy, box: Box, pending: list[tuple[np.ndarray, np.ndarray]],
+                       thetas: list[np.ndarray], feedback: list[Any]) -> bool:
+    """One REINFORCE step on the finite scores of ``thetas`` (each matched to its pending draw,
+    or mapped into the box when it was not proposed here); False when no score was finite."""
+    us, scores = [], []
+    for theta, fb in zip(thetas, feedback):
+        u = match_pending(pending, theta)
+        if np.isfinite(fb.score):
+            us.append(box.to_unit(theta) if u is None else u)
+            scores.append(float(fb.score))
+    if not scores:
+        return False
+    policy.update(np.array(us), np.array(scores))
+    return True
+
+
 def match_pending(pending: list[tuple[np.ndarray, Any]], theta: np.ndarray) -> Any | None:
     """The payload stored with the proposal equal to ``theta`` (popped), or None.
 

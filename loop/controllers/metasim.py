@@ -25,7 +25,7 @@ import numpy as np
 
 from generator.space import ParameterSpace
 
-from ._common import Adam, Box, GaussianPolicy, match_pending, score_function_grad
+from ._common import Adam, Box, GaussianPolicy, propose_from_policy, score_function_grad, update_from_scores
 from .base import Controller, Feedback, check_number
 
 
@@ -157,8 +157,7 @@ class MetaSimTask(MetaSim):
             return super()._propose(k)
         if self.policy is None:
             self.policy = self._make_policy()
-        us = self.policy.sample(k, self.rng)
-        self.pending = [(self.box.to_theta(u), u) for u in us]
+        self.pending = propose_from_policy(self.policy, self.box, k, self.rng)
         return [t.copy() for t, _ in self.pending]
 
     def _update(self, thetas: list[np.ndarray], feedback: list[Feedback]) -> None:
@@ -166,16 +165,9 @@ class MetaSimTask(MetaSim):
             return super()._update(thetas, feedback)
         if self.policy is None:                             # update without a propose: start here
             self.policy = self._make_policy()
-        us, scores = [], []
-        for theta, fb in zip(thetas, feedback):
-            u = match_pending(self.pending, theta)
-            if np.isfinite(fb.score):
-                us.append(self.box.to_unit(theta) if u is None else u)
-                scores.append(float(fb.score))
-        self.pending = []
-        if scores:
-            self.policy.update(np.array(us), np.array(scores))
+        if update_from_scores(self.policy, self.box, self.pending, thetas, feedback):
             self.u = self.policy.mu.copy()
+        self.pending = []
 
     def _state(self) -> dict[str, Any]:
         return super()._state() | {

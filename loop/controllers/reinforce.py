@@ -15,7 +15,7 @@ import numpy as np
 
 from generator.space import ParameterSpace
 
-from ._common import Box, GaussianPolicy, match_pending
+from ._common import Box, GaussianPolicy, propose_from_policy, update_from_scores
 from .base import Controller, Feedback, check_choice, check_number
 
 
@@ -74,21 +74,13 @@ class Reinforce(Controller):
 
     # ---- propose: k draws from the policy ----------------------------------------------------
     def _propose(self, k: int) -> list[np.ndarray]:
-        us = self.policy.sample(k, self.rng)
-        self.pending = [(self.box.to_theta(u), u) for u in us]
+        self.pending = propose_from_policy(self.policy, self.box, k, self.rng)
         return [t.copy() for t, _ in self.pending]
 
     # ---- update: one REINFORCE step on the scores --------------------------------------------
     def _update(self, thetas: list[np.ndarray], feedback: list[Feedback]) -> None:
-        us, scores = [], []
-        for theta, fb in zip(thetas, feedback):
-            u = match_pending(self.pending, theta)
-            if np.isfinite(fb.score):
-                us.append(self.box.to_unit(theta) if u is None else u)
-                scores.append(float(fb.score))
+        update_from_scores(self.policy, self.box, self.pending, thetas, feedback)
         self.pending = []
-        if scores:
-            self.policy.update(np.array(us), np.array(scores))
 
     def _current(self) -> np.ndarray:
         return self.box.to_theta(self.policy.mu)
