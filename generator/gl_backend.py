@@ -188,9 +188,9 @@ class GLBackend:
         GL.glBindVertexArray(vao)
         GL.glDrawArrays(GL.GL_TRIANGLES, 0, count)
 
-    def draw(self, desc: SceneDescription) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def draw(self, desc: SceneDescription, depth: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
         """(rgb, depth, ids) as :meth:`PyrenderBackend.draw`, plus each object's unoccluded
-        pixel count in frame."""
+        pixel count in frame. ``depth=False`` skips reading the depth buffer back (depth is None)."""
         if len(desc.objects) > min(self.max_objects, 32) or len(desc.distractors) > self.max_distractors:
             raise ValueError(f"expected at most {self.max_objects} objects and {self.max_distractors} "
                              f"distractors, got {len(desc.objects)} and {len(desc.distractors)}")
@@ -231,11 +231,12 @@ class GLBackend:
         rgb = np.frombuffer(GL.glReadPixels(0, 0, s, s, GL.GL_RGB, GL.GL_UNSIGNED_BYTE), np.uint8).reshape(s, s, 3)
         GL.glReadBuffer(GL.GL_COLOR_ATTACHMENT1)
         ids = np.frombuffer(GL.glReadPixels(0, 0, s, s, GL.GL_RED, GL.GL_UNSIGNED_BYTE), np.uint8).reshape(s, s)
-        zbuf = np.frombuffer(GL.glReadPixels(0, 0, s, s, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT), np.float32).reshape(s, s)
+        zbuf = (np.frombuffer(GL.glReadPixels(0, 0, s, s, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT), np.float32).reshape(s, s)
+                if depth else None)
         GL.glReadBuffer(GL.GL_COLOR_ATTACHMENT2)
         bits = np.frombuffer(GL.glReadPixels(0, 0, s, s, GL.GL_RED_INTEGER, GL.GL_UNSIGNED_INT), np.uint32)
         amodal = np.array([int(np.count_nonzero(bits & np.uint32(1 << j))) for j in range(len(desc.objects))])
-        return rgb[::-1].copy(), _linear_depth(zbuf[::-1]), ids[::-1].copy(), amodal
+        return rgb[::-1].copy(), None if zbuf is None else _linear_depth(zbuf[::-1]), ids[::-1].copy(), amodal
 
     def close(self):
         """Free this backend's GL objects; the process's shared context stays open."""

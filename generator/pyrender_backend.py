@@ -148,11 +148,12 @@ class PyrenderBackend:
         scene.add(pr.DirectionalLight(color=np.ones(3), intensity=desc.light_intensity), pose=desc.light_pose)
         return scene, seg
 
-    def draw(self, desc: SceneDescription) -> tuple[np.ndarray, np.ndarray, np.ndarray, None]:
+    def draw(self, desc: SceneDescription, depth: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, None]:
         """(rgb uint8 H×W×3, depth float32 H×W with 0 for background, instance ids uint8 H×W,
         None). Instance id j+1 marks pixels where ``desc.objects[j]`` is the visible surface;
         0 is background, ground or a distractor. The fourth item (unoccluded pixel counts) is
-        None: annotations then estimate it from projected geometry."""
+        None: annotations then estimate it from projected geometry. pyrender reads depth back with
+        every colour render, so ``depth=False`` only drops it from the result."""
         self._ensure_context()
         shared_offscreen(self.image_size, self.image_size)  # another backend may have resized it
         if self.reuse:
@@ -160,9 +161,10 @@ class PyrenderBackend:
             scene, seg_map = self._scene, self._seg_map
         else:
             scene, seg_map = self._build_fresh(desc)
-        rgb, depth = self._renderer.render(scene)
+        rgb, z = self._renderer.render(scene)
         seg, _ = self._renderer.render(scene, flags=self._pr.RenderFlags.SEG, seg_node_map=seg_map)
-        return np.ascontiguousarray(rgb), depth.astype(np.float32, copy=False), np.ascontiguousarray(seg[..., 0]), None
+        return (np.ascontiguousarray(rgb), z.astype(np.float32, copy=False) if depth else None,
+                np.ascontiguousarray(seg[..., 0]), None)
 
     def close(self):
         self._renderer = None  # the shared context stays; pyrender frees meshes of dropped scenes

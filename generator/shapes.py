@@ -57,7 +57,7 @@ class ShapesGenerator(Generator):
 
     def render(self, params: dict[str, np.ndarray], seed: int) -> Sample:
         desc = describe(params)
-        rgb, depth, ids, amodal = self.backend.draw(desc)
+        rgb, depth, ids, amodal = self.backend.draw(desc, depth=self.depth)
         image = apply_sensor(rgb, np.random.default_rng(seed), **desc.sensor)
         return Sample(image, annotate(ids, desc, self.min_visible_pixels, amodal), depth if self.depth else None)
 

@@ -1,7 +1,8 @@
 """`dropt bench render`: images/s of the reuse renderer and of a naive rebuild-per-image loop.
 
-Every figure covers the whole path: parameter sampling, RGB + depth + instance-id passes,
-sensor effects, masks, boxes and visible fractions. "one process" renders in this process;
+Every figure covers the whole path: parameter sampling, RGB + instance-id passes, sensor
+effects, masks, boxes and visible fractions, and depth maps with ``depth=True`` (the loop's
+configs leave depth off; pyrender reads depth back either way). "one process" renders in this process;
 "all cores" renders over one Ray actor per core (the path `dropt render` uses); "1 worker"
 is that pool with a single actor, so ``scaling_pool_workers`` is what the second core adds to
 the pool and ``scaling_all_cores`` is the pool against a bare loop. Each figure
@@ -28,10 +29,10 @@ MODES = {"gl": "dropt's one-pass GL path (default)", "pyrender": "pyrender rende
 _BACKEND = {"gl": "gl", "pyrender": "pyrender", "naive": "pyrender-naive"}
 
 
-def _one_process(size: int, mode: str, n: int, seed: int) -> float:
+def _one_process(size: int, mode: str, n: int, seed: int, depth: bool) -> float:
     """The same work as the pool's figure (draw the parameters, render, collect a Dataset),
     in this process."""
-    gen = ShapesGenerator(image_size=size, backend=_BACKEND[mode])
+    gen = ShapesGenerator(image_size=size, backend=_BACKEND[mode], depth=depth)
     theta = gen.space.to_vector()
     render_dataset(gen, theta, 10, seed)  # warm-up: GL context, shaders, first uploads
     t0 = time.perf_counter()
@@ -66,8 +67,9 @@ def machine_scaling(workers: int, repeats: int = 3, iterations: int = 4_000_000)
     return workers * best_one / best_all
 
 
-def _all_cores(size: int, mode: str, n: int, seed: int, workers: int) -> float:
-    cfg = config_from_dict({"generator": {"name": "shapes", "image_size": size, "backend": _BACKEND[mode]},
+def _all_cores(size: int, mode: str, n: int, seed: int, workers: int, depth: bool) -> float:
+    cfg = config_from_dict({"generator": {"name": "shapes", "image_size": size, "backend": _BACKEND[mode],
+                                          "depth": depth},
                             "render": {"workers": workers}})
     with RenderPool(cfg) as pool:
         theta = pool.generator.space.to_vector()
@@ -78,23 +80,24 @@ def _all_cores(size: int, mode: str, n: int, seed: int, workers: int) -> float:
 
 
 def bench_render(sizes=(64, 128), n: int = 400, seed: int = 0, workers: int | None = None,
-                 modes=("gl", "pyrender", "naive"), repeats: int = 3, log=print) -> dict[str, Any]:
+                 modes=("gl", "pyrender", "naive"), repeats: int = 3, depth: bool = False,
+                 log=print) -> dict[str, Any]:
     """The figures of each mode are taken in interleaved rounds (one process, the pool, and for
     ``gl`` the one-actor pool, then again), so a slow spell of a shared machine lowers all of a
     round rather than one figure, and each figure is its best round."""
     workers = workers or os.cpu_count() or 1
-    out: dict[str, Any] = {"workers": workers, "images": n, "repeats": repeats,
+    out: dict[str, Any] = {"workers": workers, "images": n, "repeats": repeats, "depth": depth,
                            "modes": {m: MODES[m] for m in modes}}
     for size in sizes:
         fig: dict[str, float] = {}
         for mode in modes:
             k = n if mode == "gl" else max(n // 2, 50)
             runs: dict[str, Callable[[], float]] = {
-                f"{mode}_one_process": lambda: _one_process(size, mode, k, seed),
-                f"{mode}_all_cores": lambda: _all_cores(size, mode, 2 * k * workers, seed, workers)}
+                f"{mode}_one_process": lambda: _one_process(size, mode, k, seed, depth),
+                f"{mode}_all_cores": lambda: _all_cores(size, mode, 2 * k * workers, seed, workers, depth)}
             if mode == "gl" and workers > 1:
                 # the pool with one actor: separates Ray's own cost from what a second core adds
-                runs["gl_one_worker"] = lambda: _all_cores(size, "gl", 2 * k, seed, 1)
+                runs["gl_one_worker"] = lambda: _all_cores(size, "gl", 2 * k, seed, 1, depth)
             for name in runs:
                 fig[name] = 0.0
             for _ in range(repeats):

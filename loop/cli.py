@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sizes", default="64,128", help="comma-separated image sizes (default 64,128)")
     b.add_argument("--workers", type=_positive_int, default=None, help="workers for the all-cores figure")
     b.add_argument("--repeats", type=_positive_int, default=3, help="interleaved rounds per figure; the best is kept (default 3)")
+    b.add_argument("--depth", action="store_true",
+                   help="also read back and ship depth maps (off by default, as in the loop's configs)")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     b = bsub.add_parser("evaluator", help="oracle detector AP50 on the target domain; digits accuracy real vs synthetic")
     b.add_argument("--oracle-steps", type=_positive_int, default=1200, help="oracle training steps (default 1200)")
@@ -294,8 +296,9 @@ def cmd_bench(args) -> int:
             return EXIT_USAGE
         log = (lambda *a, **k: None) if args.json else print
         if not args.json:
-            print(f"dropt bench render: {args.n} images per figure, RGB + depth + masks + boxes")
-        res = bench_render(sizes=sizes, n=args.n, workers=args.workers, repeats=args.repeats, log=log)
+            print(f"dropt bench render: {args.n} images per figure, RGB + masks + boxes"
+                  + (" + depth" if args.depth else ""))
+        res = bench_render(sizes=sizes, n=args.n, workers=args.workers, repeats=args.repeats, depth=args.depth, log=log)
         if args.json:
             print(json.dumps(res))
         else:

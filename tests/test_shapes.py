@@ -188,3 +188,25 @@ def test_an_image_does_not_depend_on_what_was_rendered_before(gen):
     for f, b in zip(forward, backward):
         assert np.array_equal(f.image, b.image) and np.array_equal(f.depth, b.depth)
         assert [a.to_coco(1, 1) for a in f.annotations] == [a.to_coco(1, 1) for a in b.annotations]
+
+
+def test_without_depth_the_images_and_annotations_are_the_same(gen):
+    """``depth = false`` (the loop's setting) skips the depth read-back and changes nothing else."""
+    no_depth = ShapesGenerator(image_size=64, depth=False)
+    theta = gen.space.to_vector()
+    with_d, without = render_dataset(gen, theta, 6, seed=5), render_dataset(no_depth, theta, 6, seed=5)
+    no_depth.close()
+    assert with_d.depths is not None and without.depths is None
+    assert all(np.array_equal(a, b) for a, b in zip(with_d.images, without.images))
+    assert [[a.to_coco(1, 1) for a in anns] for anns in with_d.annotations] == \
+        [[a.to_coco(1, 1) for a in anns] for anns in without.annotations]
+
+
+@pytest.mark.parametrize("exposure,gamma", [(0.0, 1.0), (1.3, 0.6), (-2.0, 2.2)])
+def test_sensor_tone_curve_is_exposure_then_gamma_per_pixel(exposure, gamma):
+    from generator.sensor import apply_sensor
+
+    img = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    out = apply_sensor(img, np.random.default_rng(1), exposure=exposure, gamma=gamma)
+    expected = np.clip(img / 255.0 * 2.0 ** exposure, 0, 1) ** gamma * 255.0
+    assert out.dtype == np.uint8 and np.abs(out.astype(float) - expected).max() <= 0.5 + 1e-3
