@@ -18,8 +18,21 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
-import torch
 from scipy import special as sps
+
+
+class _LazyTorch:
+    """``torch``, imported on first use. Render actors build spaces but never sample or score
+    them, and importing torch would add about a second to each actor's start."""
+
+    def __getattr__(self, name: str) -> Any:
+        import torch as module
+
+        globals()["torch"] = module
+        return getattr(module, name)
+
+
+torch: Any = _LazyTorch()
 
 
 class SpaceError(ValueError):

@@ -80,12 +80,16 @@ class RenderPool:
     """``workers`` render actors built from one experiment config, reused for every call."""
 
     def __init__(self, config: ExperimentConfig, *, workers: int | None = None, address: str | None = None,
-                 progress: bool = False):
+                 progress: bool = False, wait: bool = True):
+        """``wait=False`` returns while the actors are still starting (their processes import the
+        generator stack and open a GL context), so the caller can do its own set-up meanwhile;
+        :meth:`ready` or the first render waits for them."""
         self.config = config
         self.generator = config.build_generator()  # the driver only samples; its GL context stays unopened
         self.workers = config.render.workers if workers is None else workers
         self.progress = progress
         self._actors = []
+        self._starting: list[Any] = []
         if self.workers > 0:
             import ray
 
@@ -93,7 +97,17 @@ class RenderPool:
             actor_cls = ray.remote(num_cpus=config.render.num_cpus, num_gpus=config.render.num_gpus,
                                    enable_task_events=False)(_Worker)
             self._actors = [actor_cls.remote(config.raw) for _ in range(self.workers)]
-            ray.get([a.ping.remote() for a in self._actors])
+            self._starting = [a.ping.remote() for a in self._actors]
+            if wait:
+                self.ready()
+
+    def ready(self) -> None:
+        """Block until every actor has started (a failed start raises here)."""
+        if self._starting:
+            import ray
+
+            starting, self._starting = self._starting, []
+            ray.get(starting)
 
     def render(self, theta: Any, n: int, seed: int, info: dict[str, Any] | None = None) -> Dataset:
         return self.render_draws(self.generator.scene_draws(theta, n, seed), seed, info)
@@ -109,6 +123,7 @@ class RenderPool:
             return ds
         import ray
 
+        self.ready()
         n = len(next(iter(draws.values()))) if draws else 0
         seeds = image_seeds(seed, n)
         chunk = call_size(n, len(self._actors), self.config.render.chunk)

@@ -95,15 +95,26 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
         state = None
 
     wall0 = time.perf_counter()
+    startup: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        startup[name] = round(now - since, 3)
+        return now
+
     if cfg.render.workers > 0 or address:
         # render actors and evaluation tasks alternate within a round: count the actors'
         # reservation on top of the cores, so they do not starve the evaluation tasks
         # (before anything else starts Ray with fewer CPUs)
         ensure_ray(address, num_cpus=(os.cpu_count() or 1) + math.ceil(cfg.render.workers * cfg.render.num_cpus))
+    t = lap("ray", wall0)
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    real = load_real(cfg, log=log)
-    value_max = float(real.val.info.get("value_max", 255))
-    with RenderPool(cfg, address=address) as pool:
+    # the render actors start in the background (a few seconds of process start and imports)
+    # while the driver loads the real set and builds the controller
+    with RenderPool(cfg, address=address, wait=False) as pool:
+        real = load_real(cfg, log=log)
+        value_max = float(real.val.info.get("value_max", 255))
+        t = lap("real_set", t)
         space = pool.generator.space
         try:
             controller = make_controller(loop.optimizer, space, seed=cfg.seed, **loop.options)
@@ -116,6 +127,9 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
         real_ref = ex.put(real)
         real_feats_ref = ex.put(real_features(real, value_max=value_max, gap_images=settings.gap_images,
                                               seed=cfg.seed)) if "witness" in needs else None
+        t = lap("controller", t)
+        pool.ready()
+        lap("render_actors", t)   # what is left of their start after the driver's own set-up
         per_image = bool(needs & {"witness", "sample_loss"})   # controllers that need each image's draws
         if state is None:
             rd.create(cfg.raw, cfg.seed, {"optimizer": loop.optimizer, "budget": loop.budget,
@@ -128,7 +142,7 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
             rd.truncate_rounds(start)
             log(f"resuming {rd.root} at round {start + 1}/{loop.budget}")
         fid = fidelity(settings)
-        t_startup = time.perf_counter() - wall0   # Ray, render actors, real set, controller
+        t_startup = time.perf_counter() - wall0   # Ray, render actors, real set, controller, run dir
         for r in range(start, loop.budget):
             t_round = time.perf_counter()
             thetas = [space.check_theta(t) for t in controller.propose(loop.candidates)]
@@ -218,7 +232,7 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
         "search_val": None if best is None else _num(best["score"]),
         "val": float(np.mean(val)), "test": float(np.mean(test)), "val_per_seed": val, "test_per_seed": test,
         "theta": {k: round(float(v), 6) for k, v in space.named(theta_best).items()},
-        "timing": {k: round(v, 3) for k, v in timing.items()},
+        "timing": {**{k: round(v, 3) for k, v in timing.items()}, "startup_parts": startup},
         "outside_render_and_training_share": round(max(wall - inside, 0.0) / wall, 4) if wall > 0 else None,
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

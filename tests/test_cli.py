@@ -38,11 +38,22 @@ def test_worker_count_does_not_change_bytes(tmp_path):
         outs[workers] = tmp_path / f"w{workers}"
         ds.write_coco(outs[workers])
     assert _same_tree(outs[0], outs[1]) and _same_tree(outs[1], outs[2])
-    # calls sized from the dataset (chunk = 0), with an uneven last call, give the same bytes
-    with RenderPool(load_config(SMOKE, ["render.chunk=0"]), workers=2) as pool:
+    # calls sized from the dataset (chunk = 0), with an uneven last call, and actors started in
+    # the background (wait=False: the first render waits for them) give the same bytes
+    with RenderPool(load_config(SMOKE, ["render.chunk=0"]), workers=2, wait=False) as pool:
         ds = pool.render(pool.generator.space.to_vector(), 20, seed=9)
+        pool.ready()   # idempotent once they have started
     ds.write_coco(tmp_path / "auto")
     assert _same_tree(outs[0], tmp_path / "auto")
+
+
+def test_render_actors_do_not_import_torch():
+    """A render actor imports its worker class and builds the generator; torch would add about
+    a second to each actor's start, and only the driver and evaluation tasks use it."""
+    code = ("import sys; from loop.render_pool import _Worker; from loop.config import load_config; "
+            f"load_config({str(SMOKE)!r}).build_generator(); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
 
 
 def test_call_size():
