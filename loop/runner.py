@@ -96,25 +96,27 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
 
     wall0 = time.perf_counter()
     startup: dict[str, float] = {}
+    last_lap = [wall0]
 
-    def lap(name: str, since: float) -> float:
+    def lap(name: str) -> None:
+        """Record the seconds since the previous lap as start-up part ``name``."""
         now = time.perf_counter()
-        startup[name] = round(now - since, 3)
-        return now
+        startup[name] = round(now - last_lap[0], 3)
+        last_lap[0] = now
 
     if cfg.render.workers > 0 or address:
         # render actors and evaluation tasks alternate within a round: count the actors'
         # reservation on top of the cores, so they do not starve the evaluation tasks
         # (before anything else starts Ray with fewer CPUs)
         ensure_ray(address, num_cpus=(os.cpu_count() or 1) + math.ceil(cfg.render.workers * cfg.render.num_cpus))
-    t = lap("ray", wall0)
+    lap("ray")
     logging.getLogger("optuna").setLevel(logging.WARNING)
     # the render actors start in the background (a few seconds of process start and imports)
     # while the driver loads the real set and builds the controller
     with RenderPool(cfg, address=address, wait=False) as pool:
         real = load_real(cfg, log=log)
         value_max = float(real.val.info.get("value_max", 255))
-        t = lap("real_set", t)
+        lap("real_set")
         space = pool.generator.space
         try:
             controller = make_controller(loop.optimizer, space, seed=cfg.seed, **loop.options)
@@ -127,9 +129,9 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
         real_ref = ex.put(real)
         real_feats_ref = ex.put(real_features(real, value_max=value_max, gap_images=settings.gap_images,
                                               seed=cfg.seed)) if "witness" in needs else None
-        t = lap("controller", t)
+        lap("controller")
         pool.ready()
-        lap("render_actors", t)   # what is left of their start after the driver's own set-up
+        lap("render_actors")   # what is left of their start after the driver's own set-up
         per_image = bool(needs & {"witness", "sample_loss"})   # controllers that need each image's draws
         if state is None:
             rd.create(cfg.raw, cfg.seed, {"optimizer": loop.optimizer, "budget": loop.budget,
