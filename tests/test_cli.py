@@ -10,7 +10,7 @@ from PIL import Image
 
 from loop.cli import main
 from loop.config import ConfigError, apply_override, config_from_dict, load_config
-from loop.render_pool import RenderPool, call_size
+from loop.render_pool import RenderPool, call_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "experiments" / "shapes" / "smoke.toml"
@@ -56,11 +56,16 @@ def test_render_actors_do_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
-def test_call_size():
-    assert call_size(20, 2) == 8                 # floor of 8 images per call
-    assert call_size(400, 2) == 50               # about four calls per actor
-    assert call_size(100_000, 2) == 256          # ceiling
-    assert call_size(400, 2, chunk=16) == 16     # an explicit chunk is taken as given
+def test_call_sizes():
+    for n, workers in [(1, 2), (20, 2), (400, 2), (1600, 2), (100_000, 2), (4000, 8), (333, 1)]:
+        sizes = call_sizes(n, workers)
+        assert sum(sizes) == n and min(sizes) > 0, (n, workers, sizes)
+        assert max(sizes) <= 256
+        assert all(a >= b for a, b in zip(sizes, sizes[1:-1]))  # never growing, but for the merged last call
+    assert len(call_sizes(20, 2)) == 4                     # a small dataset still reaches both actors (2 calls each)
+    big = call_sizes(100_000, 2)
+    assert big[0] == 256 and big[-1] < 32                  # large calls first, small calls last
+    assert call_sizes(40, 2, chunk=16) == [16, 16, 8]      # an explicit chunk is taken as given
 
 
 def test_render_and_preview_commands(tmp_path, capsys):
