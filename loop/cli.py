@@ -115,8 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks that print their figures")
     bsub = p.add_subparsers(dest="bench", required=True, parser_class=_Parser)
     b = bsub.add_parser("render", help="images/s: reuse renderer vs naive loop, one process vs all cores")
-    b.add_argument("--n", type=_positive_int, default=400, help="images per measurement (default 400)")
+    b.add_argument("--n", type=_positive_int, default=800,
+                   help="images per core in each gl figure; pyrender and naive render a quarter (default 800)")
     b.add_argument("--sizes", default="64,128", help="comma-separated image sizes (default 64,128)")
+    b.add_argument("--modes", default="gl,pyrender,naive",
+                   help="comma-separated renderers to time: gl (dropt's path), pyrender (scene reused), "
+                        "naive (scene rebuilt per image); default all three")
     b.add_argument("--workers", type=_positive_int, default=None, help="workers for the all-cores figure")
     b.add_argument("--repeats", type=_positive_int, default=3, help="interleaved rounds per figure; the best is kept (default 3)")
     b.add_argument("--depth", action="store_true",
@@ -294,21 +298,35 @@ def cmd_bench(args) -> int:
             print(f"dropt bench render: error: --sizes: expected comma-separated integers, got {args.sizes!r}",
                   file=sys.stderr)
             return EXIT_USAGE
+        from .bench_render import MODES, per_core_images
+
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+        if not modes or any(m not in MODES for m in modes):
+            print(f"dropt bench render: error: --modes: expected a comma-separated subset of "
+                  f"{','.join(MODES)}, got {args.modes!r}", file=sys.stderr)
+            return EXIT_USAGE
         log = (lambda *a, **k: None) if args.json else print
         if not args.json:
-            print(f"dropt bench render: {args.n} images per figure, RGB + masks + boxes"
+            print(f"dropt bench render: {args.n} images per core per figure (pyrender, naive: "
+                  f"{per_core_images(args.n, 'naive')}), RGB + masks + boxes"
                   + (" + depth" if args.depth else ""))
-        res = bench_render(sizes=sizes, n=args.n, workers=args.workers, repeats=args.repeats, depth=args.depth, log=log)
+        res = bench_render(sizes=sizes, n=args.n, workers=args.workers, modes=modes, repeats=args.repeats,
+                           depth=args.depth, log=log)
         if args.json:
             print(json.dumps(res))
         else:
             for size in sizes:
                 f = res[str(size)]
-                print(f"{size}²: reuse/naive {f['speedup_vs_naive_one_process']:.2f}× (one process), "
-                      f"{f['speedup_vs_naive_all_cores']:.2f}× (all cores); "
-                      f"one process → {res['workers']} workers {f['scaling_all_cores']:.2f}×"
-                      + (f", pool 1 → {res['workers']} workers {f['scaling_pool_workers']:.2f}×"
-                         if "scaling_pool_workers" in f else ""))
+                parts = []
+                if "speedup_vs_naive_one_process" in f:
+                    parts.append(f"reuse/naive {f['speedup_vs_naive_one_process']:.2f}× (one process), "
+                                 f"{f['speedup_vs_naive_all_cores']:.2f}× (all cores)")
+                if "scaling_all_cores" in f:
+                    parts.append(f"one process → {res['workers']} workers {f['scaling_all_cores']:.2f}× "
+                                 f"(median within a round {f['scaling_all_cores_median_round']:.2f}×)"
+                                 + (f", pool 1 → {res['workers']} workers {f['scaling_pool_workers']:.2f}×"
+                                    if "scaling_pool_workers" in f else ""))
+                print(f"{size}²: " + "; ".join(parts) if parts else f"{size}²: see the figures above")
             if "machine_scaling" in res:
                 print(f"ceiling: plain Python arithmetic scales {res['machine_scaling']:.2f}× from one process to "
                       f"{res['workers']} on this machine right now")

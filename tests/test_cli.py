@@ -107,6 +107,7 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys, toml, fragment):
     (["render", "missing.toml", "--n", "3", "--out", "x"], "missing.toml"),
     (["preview", str(SMOKE), "--out", "x.png", "--set", "generator.image_size"], "key=value"),
     (["bench", "render", "--sizes", "big"], "--sizes"),
+    (["bench", "render", "--modes", "gl,fast"], "--modes"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(capsys, argv, fragment):
     try:
@@ -145,3 +146,5 @@ def test_bench_render_reports_every_figure():
     for key in ("gl_one_process", "gl_all_cores", "naive_one_process", "naive_all_cores"):
         assert fig[key] > 0
     assert fig["speedup_vs_naive_one_process"] == pytest.approx(fig["gl_one_process"] / fig["naive_one_process"], rel=0.01)
+    # one round: the median of the within-round ratios is that round's ratio
+    assert fig["scaling_all_cores_median_round"] == pytest.approx(fig["gl_all_cores"] / fig["gl_one_process"], rel=0.01)
