@@ -5,7 +5,10 @@ effects, masks, boxes and visible fractions, and depth maps with ``depth=True`` 
 configs leave depth off; pyrender reads depth back either way). "one process" renders in this process;
 "all cores" renders over one Ray actor per core (the path `dropt render` uses); "1 worker"
 is that pool with a single actor, so ``scaling_pool_workers`` is what the second core adds to
-the pool and ``scaling_all_cores`` is the pool against a bare loop. Each figure
+the pool and ``scaling_all_cores`` is the pool against a bare loop. "bare processes" renders
+the same images over plain processes without Ray: ``scaling_bare_processes`` is the renderer's
+own ceiling on the machine at that moment and ``pool_vs_bare_processes`` what Ray's pool keeps
+of it. Each figure
 is the best of ``repeats`` runs (as timeit does): on a shared machine the slower runs measure
 the neighbours. ``scaling_all_cores_median_round`` is the median over rounds of the
 pool/one-process ratio within a round, the figure least moved by a neighbour's load.
@@ -42,6 +45,33 @@ def _one_process(size: int, mode: str, n: int, seed: int, depth: bool) -> float:
     dt = time.perf_counter() - t0
     gen.close()
     return n / dt
+
+
+_BARE: dict[str, Any] = {}
+
+
+def _bare_init(size: int, depth: bool) -> None:
+    gen = ShapesGenerator(image_size=size, backend="gl", depth=depth)
+    render_dataset(gen, gen.space.to_vector(), 10, 0)  # warm-up, as in the other figures
+    _BARE["gen"] = gen
+
+
+def _bare_render(n_seed: tuple[int, int]) -> int:
+    gen = _BARE["gen"]
+    return len(render_dataset(gen, gen.space.to_vector(), *n_seed).images)
+
+
+def _bare_processes(size: int, n: int, seed: int, workers: int, depth: bool) -> float:
+    """``workers`` plain processes (multiprocessing, no Ray), each rendering ``n // workers``
+    images with its own generator: the renderer's own ceiling on this machine, against which the
+    Ray pool's cost (calls, shipping images back, the driver) can be read."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(workers, _bare_init, (size, depth)) as pool:
+        pool.map(_bare_render, [(1, seed)] * workers, chunksize=1)  # every process has started
+        t0 = time.perf_counter()
+        pool.map(_bare_render, [(n // workers, seed + 1 + i) for i in range(workers)], chunksize=1)
+        return (n // workers * workers) / (time.perf_counter() - t0)
 
 
 def _busy_loop(iterations: int) -> float:
@@ -108,6 +138,7 @@ def bench_render(sizes=(64, 128), n: int = 800, seed: int = 0, workers: int | No
             if mode == "gl" and workers > 1:
                 # the pool with one actor: separates Ray's own cost from what a second core adds
                 runs["gl_one_worker"] = lambda: _all_cores(size, "gl", k, seed, 1, depth)
+                runs["gl_bare_processes"] = lambda: _bare_processes(size, k * workers, seed, workers, depth)
             rounds: dict[str, list[float]] = {name: [] for name in runs}
             for _ in range(repeats):
                 for name, run in runs.items():
@@ -115,7 +146,7 @@ def bench_render(sizes=(64, 128), n: int = 800, seed: int = 0, workers: int | No
             for name in runs:
                 fig[name] = max(rounds[name])
                 label = name.removeprefix(f"{mode}_").replace("_", " ")
-                label = f"{workers} workers" if label == "all cores" else label
+                label = {"all cores": f"{workers} workers", "bare processes": f"{workers} bare procs"}.get(label, label)
                 log(f"  {size}²  {mode:8s}  {label:13s} {fig[name]:7.1f} img/s")
             if mode == "gl":
                 # the ratio within each round (both figures taken a few seconds apart), robust to a
@@ -127,6 +158,8 @@ def bench_render(sizes=(64, 128), n: int = 800, seed: int = 0, workers: int | No
             fig["speedup_vs_naive_all_cores"] = fig["gl_all_cores"] / fig["naive_all_cores"]
         if "gl_one_worker" in fig:
             fig["scaling_pool_workers"] = fig["gl_all_cores"] / fig["gl_one_worker"]
+            fig["scaling_bare_processes"] = fig["gl_bare_processes"] / fig["gl_one_process"]
+            fig["pool_vs_bare_processes"] = fig["gl_all_cores"] / fig["gl_bare_processes"]
         if "gl" in modes:
             fig["scaling_all_cores"] = fig["gl_all_cores"] / fig["gl_one_process"]
         out[str(size)] = {k: round(v, 2) for k, v in fig.items()}

@@ -324,7 +324,9 @@ def cmd_bench(args) -> int:
                 if "scaling_all_cores" in f:
                     parts.append(f"one process → {res['workers']} workers {f['scaling_all_cores']:.2f}× "
                                  f"(median within a round {f['scaling_all_cores_median_round']:.2f}×)"
-                                 + (f", pool 1 → {res['workers']} workers {f['scaling_pool_workers']:.2f}×"
+                                 + (f", pool 1 → {res['workers']} workers {f['scaling_pool_workers']:.2f}×; "
+                                    f"{res['workers']} bare processes (no Ray) {f['scaling_bare_processes']:.2f}×, "
+                                    f"of which the pool keeps {f['pool_vs_bare_processes']:.0%}"
                                     if "scaling_pool_workers" in f else ""))
                 print(f"{size}²: " + "; ".join(parts) if parts else f"{size}²: see the figures above")
             if "machine_scaling" in res:

@@ -68,6 +68,18 @@ def test_call_sizes():
     assert call_sizes(40, 2, chunk=16) == [16, 16, 8]      # an explicit chunk is taken as given
 
 
+def test_bench_render_two_workers_compares_the_pool_with_bare_processes():
+    from loop.bench_render import bench_render
+
+    res = bench_render(sizes=(32,), n=16, workers=2, modes=("gl",), repeats=1, log=lambda *a: None)
+    fig = res["32"]
+    for key in ("gl_one_process", "gl_all_cores", "gl_one_worker", "gl_bare_processes"):
+        assert fig[key] > 0, key
+    assert fig["scaling_bare_processes"] == pytest.approx(fig["gl_bare_processes"] / fig["gl_one_process"], rel=0.02)
+    assert fig["pool_vs_bare_processes"] == pytest.approx(fig["gl_all_cores"] / fig["gl_bare_processes"], rel=0.02)
+    assert res["machine_scaling"] > 0
+
+
 def test_render_and_preview_commands(tmp_path, capsys):
     assert main(["render", str(SMOKE), "--n", "6", "--workers", "0", "--seed", "2",
                  "--out", str(tmp_path / "ds"), "--set", "generator.image_size=48"]) == 0
