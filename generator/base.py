@@ -78,11 +78,17 @@ def render_dataset(generator: Generator, theta: Any, n: int, seed: int) -> Datas
     return render_draws(generator, generator.scene_draws(theta, n, seed), seed)
 
 
+def render_samples(generator: Generator, draws: dict[str, np.ndarray], seed: int, start: int = 0) -> list[Sample]:
+    """Images ``start``, ``start + 1``, … of a dataset rendered with ``seed``, from their drawn
+    parameter columns; each image's seed comes from its index, so any split gives the same bytes."""
+    rows = rows_of(draws)
+    return [generator.render(row, s) for row, s in zip(rows, image_seeds(seed, len(rows), start))]
+
+
 def render_draws(generator: Generator, draws: dict[str, np.ndarray], seed: int) -> Dataset:
     """Render the images of already drawn parameter values (see :meth:`Generator.scene_draws`)."""
-    rows = rows_of(draws)
-    samples = [generator.render(row, s) for row, s in zip(rows, image_seeds(seed, len(rows)))]
-    return samples_to_dataset(samples, generator.categories, {"seed": int(seed), **generator.config()})
+    return samples_to_dataset(render_samples(generator, draws, seed), generator.categories,
+                              {"seed": int(seed), **generator.config()})
 
 
 def load_generator(spec: str, options: dict[str, Any]) -> Generator:

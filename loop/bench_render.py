@@ -34,12 +34,17 @@ MODES = {"gl": "dropt's one-pass GL path (default)", "pyrender": "pyrender rende
 _BACKEND = {"gl": "gl", "pyrender": "pyrender", "naive": "pyrender-naive"}
 
 
+def _warm_generator(size: int, mode: str, depth: bool) -> ShapesGenerator:
+    gen = ShapesGenerator(image_size=size, backend=_BACKEND[mode], depth=depth)
+    render_dataset(gen, gen.space.to_vector(), 10, 0)  # warm-up: GL context, shaders, first uploads
+    return gen
+
+
 def _one_process(size: int, mode: str, n: int, seed: int, depth: bool) -> float:
     """The same work as the pool's figure (draw the parameters, render, collect a Dataset),
     in this process."""
-    gen = ShapesGenerator(image_size=size, backend=_BACKEND[mode], depth=depth)
+    gen = _warm_generator(size, mode, depth)
     theta = gen.space.to_vector()
-    render_dataset(gen, theta, 10, seed)  # warm-up: GL context, shaders, first uploads
     t0 = time.perf_counter()
     render_dataset(gen, theta, n, seed + 1)
     dt = time.perf_counter() - t0
@@ -51,9 +56,7 @@ _BARE: dict[str, Any] = {}
 
 
 def _bare_init(size: int, depth: bool) -> None:
-    gen = ShapesGenerator(image_size=size, backend="gl", depth=depth)
-    render_dataset(gen, gen.space.to_vector(), 10, 0)  # warm-up, as in the other figures
-    _BARE["gen"] = gen
+    _BARE["gen"] = _warm_generator(size, "gl", depth)
 
 
 def _bare_render(n_seed: tuple[int, int]) -> int:
@@ -168,3 +171,28 @@ def bench_render(sizes=(64, 128), n: int = 800, seed: int = 0, workers: int | No
         log(f"  plain Python arithmetic, 1 → {workers} processes on this machine now: "
             f"{out['machine_scaling']:.2f}×")
     return out
+
+
+def summary_lines(res: dict[str, Any]) -> list[str]:
+    """One line per image size with the ratios of :func:`bench_render`'s result, and the
+    machine's ceiling."""
+    w = res["workers"]
+    lines = []
+    for key, f in res.items():
+        if not key.isdigit():
+            continue
+        parts = []
+        if "speedup_vs_naive_one_process" in f:
+            parts.append(f"reuse/naive {f['speedup_vs_naive_one_process']:.2f}× (one process), "
+                         f"{f['speedup_vs_naive_all_cores']:.2f}× (all cores)")
+        if "scaling_all_cores" in f:
+            parts.append(f"one process → {w} workers {f['scaling_all_cores']:.2f}× "
+                         f"(median within a round {f['scaling_all_cores_median_round']:.2f}×)")
+        if "scaling_pool_workers" in f:
+            parts.append(f"pool 1 → {w} workers {f['scaling_pool_workers']:.2f}×; {w} bare processes (no Ray) "
+                         f"{f['scaling_bare_processes']:.2f}×, of which the pool keeps {f['pool_vs_bare_processes']:.0%}")
+        lines.append(f"{key}²: " + ("; ".join(parts) or "see the figures above"))
+    if "machine_scaling" in res:
+        lines.append(f"ceiling: plain Python arithmetic scales {res['machine_scaling']:.2f}× from one process "
+                     f"to {w} on this machine right now")
+    return lines

@@ -290,7 +290,7 @@ def cmd_bench(args) -> int:
                   f"synthetic default {res['digits_synthetic_acc']:.3f}")
         return 0
     if args.bench == "render":
-        from .bench_render import bench_render
+        from .bench_render import MODES, bench_render, per_core_images, summary_lines
 
         try:
             sizes = tuple(int(s) for s in args.sizes.split(","))
@@ -298,8 +298,6 @@ def cmd_bench(args) -> int:
             print(f"dropt bench render: error: --sizes: expected comma-separated integers, got {args.sizes!r}",
                   file=sys.stderr)
             return EXIT_USAGE
-        from .bench_render import MODES, per_core_images
-
         modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
         if not modes or any(m not in MODES for m in modes):
             print(f"dropt bench render: error: --modes: expected a comma-separated subset of "
@@ -315,23 +313,7 @@ def cmd_bench(args) -> int:
         if args.json:
             print(json.dumps(res))
         else:
-            for size in sizes:
-                f = res[str(size)]
-                parts = []
-                if "speedup_vs_naive_one_process" in f:
-                    parts.append(f"reuse/naive {f['speedup_vs_naive_one_process']:.2f}× (one process), "
-                                 f"{f['speedup_vs_naive_all_cores']:.2f}× (all cores)")
-                if "scaling_all_cores" in f:
-                    parts.append(f"one process → {res['workers']} workers {f['scaling_all_cores']:.2f}× "
-                                 f"(median within a round {f['scaling_all_cores_median_round']:.2f}×)"
-                                 + (f", pool 1 → {res['workers']} workers {f['scaling_pool_workers']:.2f}×; "
-                                    f"{res['workers']} bare processes (no Ray) {f['scaling_bare_processes']:.2f}×, "
-                                    f"of which the pool keeps {f['pool_vs_bare_processes']:.0%}"
-                                    if "scaling_pool_workers" in f else ""))
-                print(f"{size}²: " + "; ".join(parts) if parts else f"{size}²: see the figures above")
-            if "machine_scaling" in res:
-                print(f"ceiling: plain Python arithmetic scales {res['machine_scaling']:.2f}× from one process to "
-                      f"{res['workers']} on this machine right now")
+            print("\n".join(summary_lines(res)))
         return 0
     return EXIT_USAGE
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from generator.base import Sample, image_seeds, render_draws, rows_of, samples_to_dataset
+from generator.base import Sample, render_draws, render_samples, samples_to_dataset
 from generator.dataset import Dataset
 
 from .config import ExperimentConfig
@@ -87,9 +87,7 @@ class _Worker:
         The actor derives the per-image seeds itself (off the driver's serial path). A chunk in,
         a chunk out, both column-wise (stacked images, stacked depths, annotation lists): a few
         arrays cross Ray far faster than many small objects."""
-        rows = rows_of(draws)
-        seeds = image_seeds(seed, len(rows), start)
-        return _pack([self.generator.render(r, s) for r, s in zip(rows, seeds)])
+        return _pack(render_samples(self.generator, draws, seed, start))
 
     def ping(self) -> int:
         return os.getpid()
