@@ -96,13 +96,14 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
 
     wall0 = time.perf_counter()
     startup: dict[str, float] = {}
-    last_lap = [wall0]
+    last_lap = wall0
 
     def lap(name: str) -> None:
         """Record the seconds since the previous lap as start-up part ``name``."""
+        nonlocal last_lap
         now = time.perf_counter()
-        startup[name] = round(now - last_lap[0], 3)
-        last_lap[0] = now
+        startup[name] = round(now - last_lap, 3)
+        last_lap = now
 
     if cfg.render.workers > 0 or address:
         # render actors and evaluation tasks alternate within a round: count the actors'
