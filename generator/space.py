@@ -5,6 +5,10 @@ distribution *family* with hard bounds and a few learnable numbers (a range, a m
 logits). Concatenated, those learnable numbers form θ: one flat float vector with box bounds, so
 any black-box optimizer can drive it, and every θ inside the box is a valid distribution.
 
+A parameter is either *learned* (its numbers are part of θ) or *fixed* (``learn = false``: it is
+drawn from its configured distribution and left out of θ), so every controller, the gymnasium
+action space and the Tune search space see only what the user wants searched.
+
 ``sample(θ, n, rng)`` is vectorised numpy; ``log_prob(θ, samples)`` and ``entropy(θ)`` are torch
 and differentiable in θ (REINFORCE and the Meta-Sim score-function estimator need that).
 Both paths compute the distribution's effective parameters with the same torch code, so the
@@ -347,18 +351,27 @@ class IntCount(TruncatedNormal):
 
 @dataclass
 class Categorical(Family):
-    """A choice among named options; θ holds the logits (each within [-LOGIT, LOGIT])."""
+    """A choice among named options; θ holds the logits, each within [-LOGIT, LOGIT].
+
+    The box is narrow on purpose: any point in it is a sensible distribution (with the default
+    bound of 2, no option is more than e⁴ ≈ 55 times as likely as another), so a black-box
+    sampler's uniform draw is never a near one-hot choice, and a step of a few per cent of the
+    box moves a probability by a few per cent. ``logit_bound`` widens it per parameter."""
 
     kind: ClassVar[str] = "categorical"
     value_names: ClassVar[tuple[str, ...]] = ()
     is_discrete: ClassVar[bool] = True
-    LOGIT: ClassVar[float] = 10.0
+    LOGIT: ClassVar[float] = 2.0
 
     choices: tuple = ()
     logits: tuple = ()
+    bound: float = LOGIT
 
     @classmethod
     def from_dict(cls, name, d):
+        bound = _finite(name, "logit_bound", d.get("logit_bound", cls.LOGIT))
+        if not 0 < bound <= 20:
+            raise SpaceError(f"{name}.logit_bound: expected a number in (0, 20], got {bound}")
         choices = d.get("choices")
         if not isinstance(choices, (list, tuple)) or len(choices) < 1:
             raise SpaceError(f"{name}.choices: expected a non-empty list, got {choices!r}")
@@ -371,8 +384,7 @@ class Categorical(Family):
             raw = d["logits"]
             if not isinstance(raw, (list, tuple)) or len(raw) != k:
                 raise SpaceError(f"{name}.logits: expected {k} numbers, got {raw!r}")
-            logits = [_within(name, "logits", _finite(name, "logits", v), -cls.LOGIT, cls.LOGIT)
-                      for v in raw]
+            logits = [_within(name, "logits", _finite(name, "logits", v), -bound, bound) for v in raw]
         else:
             raw = d.get("probs", [1.0 / k] * k)
             if not isinstance(raw, (list, tuple)) or len(raw) != k:
@@ -382,12 +394,17 @@ class Categorical(Family):
                 raise SpaceError(f"{name}.probs: expected non-negative probabilities, got {list(raw)}")
             if abs(p.sum() - 1.0) > 1e-6:
                 raise SpaceError(f"{name}.probs: expected probabilities summing to 1, got sum {p.sum():.6g}")
-            logits = np.clip(np.log(np.maximum(p, 1e-300)), -cls.LOGIT, None)
-            logits = np.clip(logits - logits.max(), -cls.LOGIT, cls.LOGIT).tolist()
-        return cls(name, tuple(choices), tuple(float(v) for v in logits))
+            # centred in the box, so the ratios it can express are as wide as the bound allows
+            logits = np.log(np.maximum(p, 1e-300))
+            logits = np.clip(logits - (logits.max() + max(logits.min(), logits.max() - 2 * bound)) / 2,
+                             -bound, bound).tolist()
+        return cls(name, tuple(choices), tuple(float(v) for v in logits), bound)
 
     def to_dict(self):
-        return {"family": self.kind, "choices": list(self.choices), "logits": list(self.logits)}
+        d = {"family": self.kind, "choices": list(self.choices), "logits": list(self.logits)}
+        if self.bound != self.LOGIT:
+            d["logit_bound"] = self.bound
+        return d
 
     def theta_names(self):
         return [f"{self.name}.logit[{c}]" for c in self.choices]
@@ -397,10 +414,10 @@ class Categorical(Family):
 
     def value_bounds(self):
         k = len(self.choices)
-        return np.full(k, -self.LOGIT), np.full(k, self.LOGIT)
+        return np.full(k, -self.bound), np.full(k, self.bound)
 
     def with_values(self, v):
-        return type(self)(self.name, self.choices, tuple(float(x) for x in v))
+        return type(self)(self.name, self.choices, tuple(float(x) for x in v), self.bound)
 
     def support(self):
         return 0, len(self.choices) - 1
@@ -436,10 +453,14 @@ FAMILIES: dict[str, type[Family]] = {
 
 @dataclass
 class Parameter:
-    """A named family drawn ``size`` times i.i.d. per sample (size > 1 for per-object knobs)."""
+    """A named family drawn ``size`` times i.i.d. per sample (size > 1 for per-object knobs).
+
+    ``learn = False`` fixes it at its configured distribution: it is still sampled, but its
+    numbers are not part of θ."""
 
     family: Family
     size: int = 1
+    learn: bool = True
 
     @property
     def name(self) -> str:
@@ -455,20 +476,28 @@ class Parameter:
         size = d.get("size", 1)
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise SpaceError(f"{name}.size: expected a positive integer, got {size!r}")
-        extra = set(d) - {"family", "size", "bounds", "range", "mean", "std", "log_std", "choices", "probs", "logits"}
+        learn = d.get("learn", True)
+        if not isinstance(learn, bool):
+            raise SpaceError(f"{name}.learn: expected true or false, got {learn!r}")
+        extra = set(d) - {"family", "size", "learn", "bounds", "range", "mean", "std", "log_std", "choices",
+                          "probs", "logits", "logit_bound"}
         if extra:
             raise SpaceError(f"{name}: unknown key(s) {sorted(extra)}")
-        return cls(FAMILIES[kind].from_dict(name, d), size)
+        if "logit_bound" in d and kind != "categorical":
+            raise SpaceError(f"{name}.logit_bound: expected only for a categorical, got family {kind!r}")
+        return cls(FAMILIES[kind].from_dict(name, d), size, learn)
 
     def to_dict(self) -> dict[str, Any]:
         d = self.family.to_dict()
         if self.size != 1:
             d["size"] = self.size
+        if not self.learn:
+            d["learn"] = False
         return d
 
 
 class ParameterSpace:
-    """Ordered named parameters ⇄ one flat vector θ with box bounds."""
+    """Ordered named parameters ⇄ one flat vector θ with box bounds (learned parameters only)."""
 
     def __init__(self, parameters: Sequence[Parameter]):
         names = [p.name for p in parameters]
@@ -476,9 +505,11 @@ class ParameterSpace:
         if dup:
             raise SpaceError(f"{sorted(dup)[0]}: expected unique parameter names, got a duplicate")
         self.parameters: tuple[Parameter, ...] = tuple(parameters)
+        self.learned: tuple[Parameter, ...] = tuple(p for p in self.parameters if p.learn)
+        """The parameters whose numbers make up θ, in θ's order."""
         self._slices: dict[str, slice] = {}
         i = 0
-        for p in self.parameters:
+        for p in self.learned:
             self._slices[p.name] = slice(i, i + p.family.dim)
             i += p.family.dim
         self.dim = i
@@ -528,17 +559,26 @@ class ParameterSpace:
     def names(self) -> list[str]:
         return [p.name for p in self.parameters]
 
+    @property
+    def fixed_names(self) -> list[str]:
+        """Parameters kept at their configured distribution (``learn = false``)."""
+        return [p.name for p in self.parameters if not p.learn]
+
+    def slice_of(self, name: str) -> slice:
+        """Where a learned parameter's numbers sit in θ."""
+        return self._slices[name]
+
     # --- θ ----------------------------------------------------------------------------------
     def theta_names(self) -> list[str]:
-        return [n for p in self.parameters for n in p.family.theta_names()]
+        return [n for p in self.learned for n in p.family.theta_names()]
 
     def to_vector(self) -> np.ndarray:
-        if not self.parameters:
+        if not self.learned:
             return np.zeros(0)
-        return np.concatenate([p.family.values() for p in self.parameters])
+        return np.concatenate([p.family.values() for p in self.learned])
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        lows, highs = zip(*(p.family.value_bounds() for p in self.parameters)) if self.parameters else ((), ())
+        lows, highs = zip(*(p.family.value_bounds() for p in self.learned)) if self.learned else ((), ())
         return (np.concatenate(lows).astype(np.float64) if lows else np.zeros(0),
                 np.concatenate(highs).astype(np.float64) if highs else np.zeros(0))
 
@@ -559,8 +599,8 @@ class ParameterSpace:
 
     def from_vector(self, theta: Any) -> "ParameterSpace":
         t = self.check_theta(theta)
-        return ParameterSpace([Parameter(p.family.with_values(t[self._slices[p.name]]), p.size)
-                               for p in self.parameters])
+        return ParameterSpace([Parameter(p.family.with_values(t[self._slices[p.name]]), p.size, True) if p.learn
+                               else p for p in self.parameters])
 
     def named(self, theta: Any) -> dict[str, float]:
         t = self.check_theta(theta)
@@ -574,6 +614,12 @@ class ParameterSpace:
         return self.check_theta([values[n] for n in names])
 
     # --- distributions ----------------------------------------------------------------------
+    def _values(self, p: Parameter, t: torch.Tensor) -> torch.Tensor:
+        """A parameter's numbers: its slice of θ when learned, its configured values when fixed."""
+        if p.learn:
+            return t[self._slices[p.name]]
+        return torch.as_tensor(p.family.values(), dtype=t.dtype)
+
     def _theta_tensor(self, theta: Any) -> torch.Tensor:
         if isinstance(theta, torch.Tensor):
             if theta.shape != (self.dim,):
@@ -589,7 +635,7 @@ class ParameterSpace:
         out = {}
         for p in self.parameters:
             shape = (int(n),) if p.size == 1 else (int(n), p.size)
-            out[p.name] = p.family._sample(t[self._slices[p.name]], shape, rng)
+            out[p.name] = p.family._sample(self._values(p, t), shape, rng)
         return out
 
     def log_prob(self, theta: Any, samples: Mapping[str, Any]) -> torch.Tensor:
@@ -600,7 +646,7 @@ class ParameterSpace:
             if p.name not in samples:
                 raise SpaceError(f"{p.name}: expected in samples, missing")
             x = torch.as_tensor(np.asarray(samples[p.name]), dtype=torch.float64)
-            lp = p.family._log_prob(t[self._slices[p.name]], x)
+            lp = p.family._log_prob(self._values(p, t), x)
             if lp.dim() == 2:
                 lp = lp.sum(dim=1)
             total = lp if total is None else total + lp
@@ -613,5 +659,5 @@ class ParameterSpace:
         t = self._theta_tensor(theta)
         h = torch.zeros((), dtype=torch.float64)
         for p in self.parameters:
-            h = h + p.size * p.family._entropy(t[self._slices[p.name]])
+            h = h + p.size * p.family._entropy(self._values(p, t))
         return h

@@ -214,7 +214,7 @@ def score_function_grad(space: ParameterSpace, theta: np.ndarray, draws: Mapping
 def _boundary_terms(space, theta, draws, f, b) -> np.ndarray:
     g = np.zeros(space.dim)
     start = 0
-    for p in space.parameters:
+    for p in space.learned:
         fam, sl = p.family, slice(start, start + p.family.dim)
         start += fam.dim
         if not isinstance(fam, Uniform) or len(f) < 3:  # LogUniform is a Uniform

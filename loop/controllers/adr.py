@@ -69,7 +69,7 @@ class ADR(Controller):
         self.ranged: list[tuple[slice, Uniform]] = []
         self.ranges: list[list[float]] = []
         start = 0
-        for p in space.parameters:
+        for p in space.learned:
             sl = slice(start, start + p.family.dim)
             start += p.family.dim
             if isinstance(p.family, Uniform):

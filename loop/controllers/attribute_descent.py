@@ -48,7 +48,7 @@ class AttributeDescentOptions:
 def attribute_groups(space: ParameterSpace) -> list[list[int]]:
     """θ indices that move together: a range's two ends, a mean, or one logit."""
     groups, start = [], 0
-    for p in space.parameters:
+    for p in space.learned:
         fam = p.family
         if isinstance(fam, Uniform):
             groups.append([start, start + 1])

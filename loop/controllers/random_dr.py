@@ -33,7 +33,7 @@ class RandomOptions:
 def wide_theta(space: ParameterSpace) -> np.ndarray:
     """The widest sensible distribution of every parameter, as θ."""
     parts = []
-    for p in space.parameters:
+    for p in space.learned:
         fam = p.family
         if isinstance(fam, Uniform):                       # and LogUniform
             parts.append([fam.lo, fam.hi])
