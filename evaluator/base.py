@@ -40,12 +40,18 @@ class Fidelity:
             raise EvaluatorError(f"fidelity.images: expected an integer >= 1 or None, got {self.images!r}")
 
 
+#: per-image outputs an evaluator can compute inside its training run (``evaluate(per_image=...)``)
+PER_IMAGE = ("credit",)
+
+
 @dataclass
 class Metrics:
-    """One evaluation's result. ``score`` is what the search maximises (higher is better)."""
+    """One evaluation's result. ``score`` is what the search maximises (higher is better);
+    ``per_image`` holds arrays with one value per training image (e.g. ``"credit"``)."""
 
     score: float
     extras: dict[str, float] = field(default_factory=dict)
+    per_image: dict[str, Any] = field(default_factory=dict, repr=False)
     loss_curve: list[float] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     weights: dict[str, Any] | None = field(default=None, repr=False)   # state_dict for warm starts
@@ -64,23 +70,40 @@ ProgressFn = Callable[[int, int, float], None]   # (step, total steps, running l
 
 
 class Evaluator(abc.ABC):
-    """Trains a downstream model on a synthetic dataset and scores it on real data."""
+    """Trains a downstream model on a synthetic dataset and scores it on real data.
+
+    Constructed as ``Cls(real_splits, device=..., threads=..., **options)``; a plug-in evaluator
+    (``[evaluator] task = "mypkg.models:MyEvaluator"``) follows the same signature."""
 
     #: name of the score in reports ("ap50", "accuracy", ...)
     score_name: str = "score"
     higher_is_better: bool = True
+    #: the per-image outputs (of :data:`PER_IMAGE`) this evaluator's ``evaluate`` can compute
+    per_image_outputs: frozenset[str] = frozenset()
 
     @abc.abstractmethod
     def evaluate(self, dataset: Dataset, fidelity: Fidelity, seed: int, warm_start: dict | None = None, *,
-                 splits: Sequence[str] = ("val",), progress: ProgressFn | None = None) -> Metrics:
+                 splits: Sequence[str] = ("val",), progress: ProgressFn | None = None,
+                 per_image: Sequence[str] = ()) -> Metrics:
         """Train on ``dataset`` (from ``warm_start`` weights when given) and score on ``splits``.
 
         ``Metrics.score`` is the val score; every split's figures are in ``extras`` as
-        ``"{split}_{metric}"`` and the trained weights in ``Metrics.weights``."""
+        ``"{split}_{metric}"`` and the trained weights in ``Metrics.weights``. ``per_image``
+        names outputs (of ``per_image_outputs``) to compute per training image during the run,
+        returned in ``Metrics.per_image``."""
 
     def sample_losses(self, dataset: Dataset, weights: dict | None, seed: int = 0):
         """Per-image task loss under ``weights`` (adversarial controllers reward hard images)."""
         raise NotImplementedError(f"{type(self).__name__} does not compute per-image losses")
+
+
+def check_per_image(evaluator: "Evaluator", per_image: Sequence[str]) -> tuple[str, ...]:
+    per_image = tuple(per_image)
+    bad = [p for p in per_image if p not in evaluator.per_image_outputs]
+    if bad:
+        raise EvaluatorError(f"per_image: expected outputs among {sorted(evaluator.per_image_outputs)} of "
+                             f"{type(evaluator).__name__}, got {bad[0]!r}")
+    return per_image
 
 
 def check_splits(splits: Sequence[str]) -> tuple[str, ...]:

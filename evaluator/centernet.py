@@ -129,6 +129,24 @@ def detection_loss(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], tar
     return focal_loss(heat, targets["heatmap"]) + 0.1 * size_loss + off_loss
 
 
+def detection_losses(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: dict[str, torch.Tensor]
+                     ) -> torch.Tensor:
+    """:func:`detection_loss` of each image on its own, shape (N,): image i's loss depends on
+    image i's outputs only (per-image credit needs that)."""
+    heat, size, offset = outputs
+    n = heat.shape[0]
+    mask = targets["mask"].unsqueeze(-1)
+    n_obj = mask.reshape(n, -1).sum(1).clamp(min=1.0)
+    size_l = (F.l1_loss(_gather(size, targets["index"]), targets["size"], reduction="none") * mask).reshape(n, -1).sum(1)
+    off_l = (F.l1_loss(_gather(offset, targets["index"]), targets["offset"], reduction="none") * mask).reshape(n, -1).sum(1)
+    p = torch.sigmoid(heat).clamp(1e-4, 1 - 1e-4)
+    target = targets["heatmap"]
+    pos = target.eq(1).float()
+    focal = -(torch.log(p) * (1 - p).pow(2) * pos + torch.log(1 - p) * p.pow(2) * (1 - target).pow(4) * (1 - pos))
+    n_pos = pos.reshape(n, -1).sum(1).clamp(min=1.0)
+    return focal.reshape(n, -1).sum(1) / n_pos + (0.1 * size_l + off_l) / n_obj
+
+
 @torch.no_grad()
 def decode(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], image_height: int, image_width: int,
            top_k: int = 50, min_score: float = 0.01) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

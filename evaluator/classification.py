@@ -13,7 +13,8 @@ from torch import nn
 
 from generator.dataset import Dataset
 
-from .base import Evaluator, EvaluatorError, Fidelity, Metrics, ProgressFn, check_splits
+from .base import Evaluator, EvaluatorError, Fidelity, Metrics, ProgressFn, check_per_image, check_splits
+from .credit import checkpoint_steps, tracin_credit
 from .real import RealSplits, class_labels
 from .training import build_seeded, fit, load_warm_start, resolve_device, state_dict_cpu, torch_threads
 
@@ -45,11 +46,16 @@ class ClassificationEvaluator(Evaluator):
 
     score_name = "accuracy"
     higher_is_better = True
+    per_image_outputs = frozenset({"credit"})
 
     def __init__(self, real: RealSplits, *, value_max: float | None = None, device: str = "auto",
-                 threads: int | None = None, width: int = 32, lr: float = 2e-3, weight_decay: float = 1e-3):
+                 threads: int | None = None, width: int = 32, lr: float = 2e-3, weight_decay: float = 1e-3,
+                 credit_checkpoints: int = 4):
         if not isinstance(width, int) or width < 4:
             raise EvaluatorError(f"evaluator.width: expected an integer >= 4, got {width!r}")
+        if not isinstance(credit_checkpoints, int) or credit_checkpoints < 1:
+            raise EvaluatorError(f"evaluator.credit_checkpoints: expected an integer >= 1, got {credit_checkpoints!r}")
+        self.credit_checkpoints = credit_checkpoints
         self.real, self.width, self.lr, self.weight_decay = real, width, float(lr), float(weight_decay)
         self.value_max = float(value_max if value_max is not None else real.val.info.get("value_max", 255))
         self.device = resolve_device(device)
@@ -67,8 +73,10 @@ class ClassificationEvaluator(Evaluator):
         return build_seeded(lambda: SmallCNN(len(self.categories), self.in_channels, self.width), seed).to(self.device)
 
     def evaluate(self, dataset: Dataset, fidelity: Fidelity, seed: int, warm_start: dict | None = None, *,
-                 splits: Sequence[str] = ("val",), progress: ProgressFn | None = None) -> Metrics:
+                 splits: Sequence[str] = ("val",), progress: ProgressFn | None = None,
+                 per_image: Sequence[str] = ()) -> Metrics:
         splits = check_splits(splits)
+        per_image = check_per_image(self, per_image)
         if len(dataset) == 0:
             raise EvaluatorError("expected a synthetic dataset with at least one image, got 0")
         if list(dataset.categories) != self.categories:
@@ -91,9 +99,22 @@ class ClassificationEvaluator(Evaluator):
                 return F.cross_entropy(model(x[sel]), y[sel])
 
             t_prep = time.perf_counter() - t0
+            credit = np.zeros(len(dataset))
+            x_val = _to_input(self.real.val.stacked_images(), self.value_max).to(self.device)
+            y_val = torch.from_numpy(self.val_labels).to(self.device)
+
+            def add_credit(step: int, step_lr: float) -> None:
+                credit[:] += tracin_credit(
+                    model, [model.classifier[-1]],
+                    lambda idx: F.cross_entropy(model(x[torch.from_numpy(idx)]), y[torch.from_numpy(idx)],
+                                                reduction="none"),
+                    lambda: F.cross_entropy(model(x_val), y_val), len(dataset), lr=step_lr)
+
+            checkpoints = (checkpoint_steps(fidelity.steps, self.credit_checkpoints), add_credit) \
+                if "credit" in per_image else None
             curve, t_train = fit(model, step_loss, n_items=len(dataset), steps=fidelity.steps,
                                  batch_size=fidelity.batch_size, seed=seed, lr=self.lr,
-                                 weight_decay=self.weight_decay, progress=progress)
+                                 weight_decay=self.weight_decay, progress=progress, checkpoints=checkpoints)
             t1 = time.perf_counter()
             extras: dict[str, float] = {}
             for split in splits:
@@ -106,7 +127,7 @@ class ClassificationEvaluator(Evaluator):
         return Metrics(score=extras.get("val_accuracy", float("nan")), extras=extras, loss_curve=curve,
                        timings={"prepare": t_prep, "train": t_train, "score": time.perf_counter() - t1,
                                 "total": time.perf_counter() - t0},
-                       weights=state_dict_cpu(model))
+                       weights=state_dict_cpu(model), per_image={"credit": credit} if "credit" in per_image else {})
 
     @torch.no_grad()
     def sample_losses(self, dataset: Dataset, weights: dict | None, seed: int = 0) -> np.ndarray:

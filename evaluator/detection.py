@@ -11,8 +11,9 @@ import torch
 
 from generator.dataset import Dataset, ObjectAnnotation
 
-from .base import Evaluator, EvaluatorError, Fidelity, Metrics, ProgressFn, check_splits
-from .centernet import CenterNet, decode, detection_loss, encode_targets, images_to_tensor
+from .base import Evaluator, EvaluatorError, Fidelity, Metrics, ProgressFn, check_per_image, check_splits
+from .centernet import CenterNet, decode, detection_loss, detection_losses, encode_targets, images_to_tensor
+from .credit import checkpoint_steps, tracin_credit
 from .coco_metrics import Detections, detection_scores
 from .real import RealSplits
 from .training import build_seeded, fit, load_warm_start, resolve_device, state_dict_cpu, torch_threads
@@ -24,9 +25,14 @@ class DetectionEvaluator(Evaluator):
     """Train on synthetic images, score on the real val split (and test when asked)."""
 
     higher_is_better = True
+    per_image_outputs = frozenset({"credit"})
 
     def __init__(self, real: RealSplits, *, score: str = "ap50", device: str = "auto", threads: int | None = None,
-                 width: int = 48, lr: float = 6e-3, flip: bool = True, eval_batch: int = 128):
+                 width: int = 48, lr: float = 6e-3, flip: bool = True, eval_batch: int = 128,
+                 credit_checkpoints: int = 3):
+        if not isinstance(credit_checkpoints, int) or credit_checkpoints < 1:
+            raise EvaluatorError(f"evaluator.credit_checkpoints: expected an integer >= 1, got {credit_checkpoints!r}")
+        self.credit_checkpoints = credit_checkpoints
         if score not in SCORES:
             raise EvaluatorError(f"evaluator.score: expected one of {list(SCORES)}, got {score!r}")
         if not isinstance(width, int) or width < 8 or width % 2:
@@ -53,8 +59,10 @@ class DetectionEvaluator(Evaluator):
         return model.to(self.device, memory_format=torch.channels_last)
 
     def evaluate(self, dataset: Dataset, fidelity: Fidelity, seed: int, warm_start: dict | None = None, *,
-                 splits: Sequence[str] = ("val",), progress: ProgressFn | None = None) -> Metrics:
+                 splits: Sequence[str] = ("val",), progress: ProgressFn | None = None,
+                 per_image: Sequence[str] = ()) -> Metrics:
         splits = check_splits(splits)
+        per_image = check_per_image(self, per_image)
         self._check(dataset)
         t0 = time.perf_counter()
         if fidelity.images is not None:
@@ -86,8 +94,14 @@ class DetectionEvaluator(Evaluator):
                     tgt[k] = a if flip is None else torch.where(flip.view(-1, *[1] * (a.ndim - 1)), b, a)
                 return detection_loss(model(images_to_tensor(batch)), tgt)
 
+            credit = np.zeros(len(dataset))
+            checkpoints = None
+            if "credit" in per_image:
+                checkpoints = (checkpoint_steps(fidelity.steps, self.credit_checkpoints),
+                               self._credit_fn(model, images, targets[0], credit))
             curve, t_train = fit(model, step_loss, n_items=len(dataset), steps=fidelity.steps,
-                                 batch_size=fidelity.batch_size, seed=seed, lr=self.lr, progress=progress)
+                                 batch_size=fidelity.batch_size, seed=seed, lr=self.lr, progress=progress,
+                                 checkpoints=checkpoints)
             t1 = time.perf_counter()
             extras: dict[str, float] = {}
             for split in splits:
@@ -101,7 +115,27 @@ class DetectionEvaluator(Evaluator):
         return Metrics(score=score, extras=extras, loss_curve=curve,
                        timings={"prepare": t_prep, "train": t_train, "score": t_score,
                                 "total": time.perf_counter() - t0},
-                       weights=state_dict_cpu(model))
+                       weights=state_dict_cpu(model), per_image={"credit": credit} if "credit" in per_image else {})
+
+    def _credit_fn(self, model: CenterNet, images: torch.Tensor, targets: dict[str, torch.Tensor],
+                   credit: np.ndarray):
+        """A checkpoint callback adding each training image's TracIn credit (its heads' loss
+        gradient against the real-val loss gradient, see :mod:`evaluator.credit`) to ``credit``."""
+        val = self.real.val.stacked_images()
+        vh, vw = val.shape[1:3]
+        val_x = images_to_tensor(val).to(self.device)
+        val_t = {k: v.to(self.device) for k, v in
+                 encode_targets(self.real.val.annotations, len(self.categories), vh, vw).items()}
+        heads = [model.heatmap, model.size, model.offset]
+
+        def image_losses(idx: np.ndarray) -> torch.Tensor:
+            sel = torch.from_numpy(idx).to(self.device)
+            return detection_losses(model(images_to_tensor(images[sel])), {k: v[sel] for k, v in targets.items()})
+
+        def add(step: int, step_lr: float) -> None:
+            credit[:] += tracin_credit(model, heads, image_losses, lambda: detection_loss(model(val_x), val_t),
+                                       len(credit), lr=step_lr, chunk=128)
+        return add
 
     @torch.no_grad()
     def sample_losses(self, dataset: Dataset, weights: dict | None, seed: int = 0) -> np.ndarray:

@@ -73,12 +73,19 @@ def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
     return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+#: called after the listed training steps with (step, learning rate of that step)
+CheckpointFn = Callable[[int, float], None]
+
+
 def fit(model: nn.Module, step_loss: Callable[[np.ndarray], torch.Tensor], *, n_items: int, steps: int,
         batch_size: int, seed: int, lr: float, weight_decay: float = 1e-4,
-        progress: ProgressFn | None = None) -> tuple[list[float], float]:
+        progress: ProgressFn | None = None,
+        checkpoints: tuple[list[int], CheckpointFn] | None = None) -> tuple[list[float], float]:
     """Train ``model`` for ``steps`` steps; ``step_loss(indices)`` returns a batch's loss.
 
-    Returns the loss curve (≈20 means over equal slices of training) and the seconds spent."""
+    ``checkpoints = (steps, fn)`` calls ``fn(step, lr)`` after each listed step (per-image
+    credit is measured there). Returns the loss curve (≈20 means over equal slices of
+    training) and the seconds spent."""
     if n_items < 1:
         raise EvaluatorError("expected a non-empty training set, got 0 images")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -91,23 +98,27 @@ def fit(model: nn.Module, step_loss: Callable[[np.ndarray], torch.Tensor], *, n_
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)   # dropout and any other in-model randomness, without touching the caller's RNG
         _train_steps(model, step_loss, opt, batch_indices(n_items, batch_size, steps, rng), steps, lr, every,
-                     curve, progress)
+                     curve, progress, checkpoints)
     model.eval()
     return curve, time.perf_counter() - t0
 
 
-def _train_steps(model, step_loss, opt, batches, steps, lr, every, curve, progress) -> None:
+def _train_steps(model, step_loss, opt, batches, steps, lr, every, curve, progress, checkpoints) -> None:
     warmup = min(50, max(steps // 10, 1))
     acc, count = 0.0, 0
+    at, on_checkpoint = (set(checkpoints[0]), checkpoints[1]) if checkpoints else (set(), None)
     for step, idx in enumerate(batches):
+        step_lr = lr_at(step, steps, lr, warmup)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, lr, warmup)
+            g["lr"] = step_lr
         loss = step_loss(idx)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training diverged at step {step}: loss {loss.item()}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if step in at:
+            on_checkpoint(step, step_lr)
         acc, count = acc + float(loss.detach()), count + 1
         if count == every or step == steps - 1:
             curve.append(acc / count)
