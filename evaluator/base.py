@@ -51,10 +51,10 @@ class Metrics:
 
     score: float
     extras: dict[str, float] = field(default_factory=dict)
-    per_image: dict[str, Any] = field(default_factory=dict, repr=False)
     loss_curve: list[float] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     weights: dict[str, Any] | None = field(default=None, repr=False)   # state_dict for warm starts
+    per_image: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (weights left out)."""
