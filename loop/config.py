@@ -48,7 +48,7 @@ class TargetSettings:
 class EvaluatorSettings:
     """How each candidate distribution is scored."""
 
-    task: str = "detection"          # "detection" (COCO AP) or "classification" (accuracy)
+    task: str = "detection"          # "detection" (COCO AP), "classification" (accuracy) or "pkg.module:Class"
     real: str = "out/target"         # real set: a COCO dir (val/ + test/, or one set) or "digits"
     target_config: str | None = None  # made with `make-target` first when `real` does not exist yet
     score: str = "ap50"              # detection: "ap50" or "map"
@@ -64,6 +64,7 @@ class EvaluatorSettings:
     final_seeds: int = 3             # retrain the best distribution with this many seeds for val/test
     final_steps: int | None = None   # steps of those final runs (None: 2 × steps)
     final_images: int | None = None  # images of those final runs (None: 2 × images)
+    options: dict[str, Any] = field(default_factory=dict)   # more keyword options of the evaluator class
 
 
 @dataclass
@@ -205,14 +206,15 @@ def _evaluator(raw: Any) -> EvaluatorSettings:
     raw = _table(raw, "evaluator", set(vars(d)))
     p = "evaluator."
     return EvaluatorSettings(
-        task=_str(raw, "task", d.task, p, ("detection", "classification")), real=_str(raw, "real", d.real, p),
+        task=_str(raw, "task", d.task, p), real=_str(raw, "real", d.real, p),
         target_config=_str(raw, "target_config", None, p), score=_str(raw, "score", d.score, p, ("ap50", "map")),
         images=_int(raw, "images", d.images, 1, p), steps=_int(raw, "steps", d.steps, 1, p),
         batch_size=_int(raw, "batch_size", d.batch_size, 1, p), threads=_int(raw, "threads", d.threads, 1, p),
         num_cpus=_num(raw, "num_cpus", d.num_cpus, 0.0, p), num_gpus=_num(raw, "num_gpus", d.num_gpus, 0.0, p),
         device=_str(raw, "device", d.device, p), width=_opt_int(raw, "width", 4, p),
         gap_images=_int(raw, "gap_images", d.gap_images, 2, p), final_seeds=_int(raw, "final_seeds", d.final_seeds, 1, p),
-        final_steps=_opt_int(raw, "final_steps", 1, p), final_images=_opt_int(raw, "final_images", 1, p))
+        final_steps=_opt_int(raw, "final_steps", 1, p), final_images=_opt_int(raw, "final_images", 1, p),
+        options=dict(_table(raw.get("options", {}), "evaluator.options", set(raw.get("options", {}) or {}))))
 
 
 def _loop(raw: Any) -> LoopSettings:

@@ -78,14 +78,15 @@ class DomainRandomizationEnv(gym.Env):
         return np.concatenate([np.clip(unit, 0.0, 1.0), [self.last_score]]).astype(np.float32)
 
     def _render_and_train(self, theta: np.ndarray, seed: int) -> tuple[float, dict[str, float]]:
+        """The runner's candidate path: render with ``seed``, one ``score`` job, same fidelity."""
         from generator.base import render_dataset
 
-        from .tasks import evaluate_candidate, fidelity, load_real
+        from .tasks import CandidateJob, evaluate_job, fidelity, load_real
 
         if self._real is None:
             self._real = load_real(self.cfg)
         s = self.cfg.evaluator
         ds = render_dataset(self.generator, theta, s.images, seed)
-        m = evaluate_candidate(s, self._real, ds, fidelity(s), seed)
-        return float(m.score), {k: float(v) for k, v in m.extras.items()}
+        res = evaluate_job(CandidateJob(s, ds, fidelity(s), seed, ("score",)), self._real)
+        return float(res.score), {k: float(v) for k, v in res.extras.items()}
 

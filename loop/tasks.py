@@ -1,21 +1,34 @@
-"""Building the evaluator a config asks for, and the per-candidate work the runner farms out.
+"""The one candidate-evaluation path, and building what it needs.
 
-``evaluate_candidate`` and ``witness_candidate`` are plain functions: the runner calls them as
-Ray tasks (``num_cpus``/``num_gpus`` from ``[evaluator]``) or in-process when Ray is off.
+A :class:`CandidateJob` is everything one evaluation task needs (the candidate's rendered
+images, the fidelity, the seed, the signals to compute and their run-level inputs);
+:func:`evaluate_job` computes its signals (see :mod:`loop.signals`) and returns a
+:class:`CandidateResult`. The runner ships jobs to Ray tasks (``num_cpus``/``num_gpus`` from
+``[evaluator]``) or runs them in-process; the gymnasium env and the Ray Tune trainable call it
+directly. Seeds come from :func:`round_seeds` everywhere.
 """
 
 from __future__ import annotations
 
+import importlib
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evaluator.base import Evaluator, Fidelity, Metrics
+from evaluator.base import Evaluator, EvaluatorError, Fidelity
 from evaluator.real import RealSplits, load_coco_real, load_digits_real
+from generator.base import derive_seed
 from generator.dataset import Dataset
 
 from .config import ConfigError, EvaluatorSettings, ExperimentConfig
+from .signals import get_signals
+
+#: built-in evaluators by ``[evaluator] task``; anything else is a dotted path "pkg.module:Class"
+BUILTIN_EVALUATORS = {"detection": "evaluator.detection:DetectionEvaluator",
+                      "classification": "evaluator.classification:ClassificationEvaluator"}
 
 
 def load_real(cfg: ExperimentConfig, *, make_missing: bool = True, log=print) -> RealSplits:
@@ -37,17 +50,33 @@ def load_real(cfg: ExperimentConfig, *, make_missing: bool = True, log=print) ->
     return load_coco_real(root)
 
 
+def evaluator_class(task: str) -> type[Evaluator]:
+    """The Evaluator class of ``[evaluator] task``: a built-in name or "pkg.module:Class"."""
+    spec = BUILTIN_EVALUATORS.get(task, task)
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"evaluator.task: expected one of {sorted(BUILTIN_EVALUATORS)} or "
+                          f"'package.module:Class', got {task!r}")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"evaluator.task: expected an importable evaluator, got {task!r} ({e})") from None
+    if not (isinstance(cls, type) and issubclass(cls, Evaluator)):
+        raise ConfigError(f"evaluator.task: expected a subclass of evaluator.base.Evaluator, got {task!r}")
+    return cls
+
+
 def build_evaluator(settings: EvaluatorSettings, real: RealSplits) -> Evaluator:
-    kwargs: dict[str, Any] = {"device": settings.device, "threads": settings.threads}
+    kwargs: dict[str, Any] = {"device": settings.device, "threads": settings.threads, **settings.options}
     if settings.width is not None:
         kwargs["width"] = settings.width
-    if settings.task == "classification":
-        from evaluator.classification import ClassificationEvaluator
-
-        return ClassificationEvaluator(real, **kwargs)
-    from evaluator.detection import DetectionEvaluator
-
-    return DetectionEvaluator(real, score=settings.score, **kwargs)
+    if settings.task == "detection":
+        kwargs["score"] = settings.score
+    cls = evaluator_class(settings.task)
+    try:
+        return cls(real, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"evaluator: expected options accepted by {settings.task!r}, got {e}") from None
 
 
 def fidelity(settings: EvaluatorSettings, *, final: bool = False) -> Fidelity:
@@ -57,19 +86,83 @@ def fidelity(settings: EvaluatorSettings, *, final: bool = False) -> Fidelity:
     return Fidelity(steps=settings.steps, batch_size=settings.batch_size, images=settings.images)
 
 
-def evaluate_candidate(settings: EvaluatorSettings, real: RealSplits, dataset: Dataset, fid: Fidelity, seed: int,
-                       splits: tuple[str, ...] = ("val",), keep_weights: bool = False,
-                       warm_start: dict | None = None) -> Metrics:
-    m = build_evaluator(settings, real).evaluate(dataset, fid, seed, warm_start=warm_start, splits=splits)
-    if not keep_weights:
-        m.weights = None
-    return m
+def round_seeds(run_seed: int, round_index: int, thetas: list[np.ndarray]) -> list[int]:
+    """Common random numbers: every distinct θ of a round renders with the same per-image seeds
+    and trains with the same seed, so two candidates differ only by θ (an antithetic pair is a
+    paired comparison). Copies of one θ in a round get seeds of their own (copy 0, 1, …), so
+    proposing a θ k times is a k-times larger batch, not k identical ones."""
+    seeds = []
+    for c, theta in enumerate(thetas):
+        copy = sum(1 for t in thetas[:c] if np.array_equal(t, theta))
+        seeds.append(derive_seed(run_seed, round_index, copy))
+    return seeds
 
 
-def losses_candidate(settings: EvaluatorSettings, real: RealSplits, dataset: Dataset, weights: dict | None,
-                     seed: int) -> np.ndarray:
-    """Per-image loss of the current task model on a candidate's images (VADRA's rewards)."""
-    return build_evaluator(settings, real).sample_losses(dataset, weights, seed)
+# --------------------------------------------------------------------------------------------
+# The evaluation task
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class CandidateJob:
+    settings: EvaluatorSettings
+    dataset: Dataset
+    fidelity: Fidelity
+    seed: int
+    signals: tuple[str, ...]
+    splits: tuple[str, ...] = ("val",)
+    warm_start: dict | None = None
+    keep_weights: bool = False
+    context: dict[str, Any] = field(default_factory=dict)
+    """Run-level inputs of the signals, by signal name (real features, task-model weights), and
+    the run's ``value_max``, ``feature_seed`` and ``model_seed``."""
+
+
+@dataclass
+class CandidateResult:
+    score: float
+    extras: dict[str, float] = field(default_factory=dict)
+    per_image: dict[str, np.ndarray] = field(default_factory=dict)
+    weights: dict | None = None
+
+
+def evaluate_job(job: CandidateJob, real: RealSplits) -> CandidateResult:
+    """Compute ``job.signals`` for one candidate's images: one training run for the signals
+    measured during training (the score, per-image credit), then the others."""
+    evaluator = build_evaluator(job.settings, real)
+    signals = get_signals(job.signals)
+    out = CandidateResult(score=math.nan)
+    in_training = [s for s in signals if s.in_training]
+    if in_training:
+        m = evaluator.evaluate(job.dataset, job.fidelity, job.seed, warm_start=job.warm_start, splits=job.splits,
+                               per_image=tuple(s.name for s in in_training if s.per_image))
+        out.score, out.extras, out.per_image = float(m.score), dict(m.extras), dict(m.per_image)
+        out.extras["train_seconds"] = m.timings.get("train", 0.0)
+        out.weights = m.weights if job.keep_weights else None
+    for s in signals:
+        if not s.in_training:
+            extras, values = s.compute(evaluator, job)
+            out.extras.update(extras)
+            if values is not None:
+                out.per_image[s.name] = np.asarray(values, dtype=np.float64)
+    if "score" not in job.signals:
+        fallback = [v for s in signals if (v := s.fallback_score(out.extras)) is not None]
+        out.score = float(fallback[0]) if fallback else math.nan
+    return out
+
+
+def check_evaluator(settings: EvaluatorSettings, real: RealSplits, signals) -> Evaluator:
+    """Build the evaluator once in the driver, so a bad setting or a signal it cannot compute is
+    one line before any rendering, not a remote traceback after it."""
+    try:
+        evaluator = build_evaluator(settings, real)
+    except EvaluatorError as e:
+        raise ConfigError(str(e)) from None
+    missing = [s.name for s in get_signals(signals) if s.in_training and s.per_image
+               and s.name not in evaluator.per_image_outputs]
+    if missing:
+        raise ConfigError(f"evaluator.task: expected an evaluator that computes {missing[0]!r} per image, "
+                          f"got {settings.task!r} (it computes {sorted(evaluator.per_image_outputs)})")
+    return evaluator
 
 
 def concat(datasets: list[Dataset]) -> Dataset:
@@ -84,15 +177,3 @@ def real_features(real: RealSplits, *, value_max: float = 255.0, gap_images: int
     from evaluator.features import RandomConvFeatures
 
     return RandomConvFeatures(seed)(np.stack(real.val.images[:min(gap_images, len(real.val))]), value_max=value_max)
-
-
-def witness_candidate(real_feats: np.ndarray, dataset: Dataset, *, value_max: float = 255.0,
-                      seed: int = 0) -> tuple[dict[str, float], np.ndarray]:
-    """Gap metrics of a rendered batch against the real val features (see :func:`real_features`),
-    and per-image witness values (higher = more like real): the Meta-Sim controller's per-sample rewards."""
-    from evaluator.features import RandomConvFeatures
-    from evaluator.gap import gap_from_features
-
-    fx = RandomConvFeatures(seed)(np.stack(dataset.images), value_max=value_max)
-    gap, witness = gap_from_features(fx, real_feats)
-    return {f"gap_{k}": float(v) for k, v in gap.items() if k in ("mmd2", "frechet")}, witness

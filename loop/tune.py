@@ -9,12 +9,18 @@ In a user's own ``Tuner``::
 
 A trial's config holds θ as named values (``{"theta": {name: value}}``); the trainable renders
 ``[evaluator] images`` images from it once, then trains the evaluator's model in rungs of
-``[evaluator] steps`` steps, warm-starting each rung from the last, and reports after each.
+``[evaluator] steps`` steps, warm-starting each rung from the last, and reports after each. It
+goes through the runner's own candidate path (:func:`loop.tasks.evaluate_job`, the same fidelity,
+seeds from :func:`loop.tasks.round_seeds`), and every trial renders with the same image seeds and
+trains with the same seeds (common random numbers), so two trials differ only by θ.
+
+The searcher compares like with like: a controller learns only from trials that ran every rung;
+a trial the scheduler stopped early reaches it as a skipped (NaN) candidate, not as a
+low-fidelity score beside full-fidelity ones.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -35,14 +41,17 @@ THETA_PREFIX = "theta/"
 class ControllerSearcher(Searcher):
     """Hands out a controller's proposals one trial at a time; updates it once per batch."""
 
-    def __init__(self, controller: Controller, *, batch: int = 4, metric: str = "score", mode: str = "max"):
-        if "score" not in controller.needs or controller.needs - {"score"}:
+    def __init__(self, controller: Controller, *, batch: int = 4, metric: str = "score", mode: str = "max",
+                 full_rung: int | None = None):
+        if controller.signals != {"score"} or controller.task_model:
             raise ConfigError(f"optimizer: expected a controller that learns from scores alone for Ray Tune, "
-                              f"got {controller.name!r} (needs {sorted(controller.needs)})")
+                              f"got {controller.name!r} (signals {sorted(controller.signals)})")
         if mode != "max":
             raise ConfigError(f"mode: expected 'max' (dropt scores are higher-is-better), got {mode!r}")
         super().__init__(metric=metric, mode=mode)
         self.controller, self.space, self.batch = controller, controller.space, batch
+        self.full_rung = full_rung
+        """Only results with ``rung`` >= this reach the controller (None: every completed trial's)."""
         self._queue: list[np.ndarray] = []
         self._live: dict[str, np.ndarray] = {}
         self._done: list[tuple[np.ndarray, Feedback]] = []
@@ -59,7 +68,10 @@ class ControllerSearcher(Searcher):
         if theta is None:
             return
         score = float(result[self.metric]) if result and not error and self.metric in result else math.nan
-        self._done.append((theta, Feedback(score=score)))
+        extras = {}
+        if self.full_rung is not None and result and int(result.get("rung", 0)) < self.full_rung:
+            score, extras = math.nan, {"stopped_at_rung": float(result.get("rung", 0))}   # not like with like
+        self._done.append((theta, Feedback(score=score, extras=extras)))
         if len(self._done) >= self.batch or (not self._live and not self._queue):
             thetas, feedback = zip(*self._done)
             self.controller.update(list(thetas), list(feedback))
@@ -89,20 +101,19 @@ def make_trainable(cfg: ExperimentConfig, *, rungs: int = 4):
     def trainable(config: dict[str, Any]) -> None:
         import torch
 
-        from evaluator.base import Fidelity
         from generator.base import derive_seed, render_dataset
 
-        from .tasks import build_evaluator, load_real
+        from .tasks import CandidateJob, evaluate_job, fidelity, load_real, round_seeds
 
         c = config_from_dict({**raw, "evaluator": {**raw.get("evaluator", {}), "real": real_path}})
         torch.set_num_threads(c.evaluator.threads)
         real = load_real(c, make_missing=False)
         gen = c.build_generator()
         theta = theta_of(config, gen.space)
-        seed = derive_seed(c.seed, int.from_bytes(hashlib.sha256(np.round(theta, 6).tobytes()).digest()[:4], "little"))
+        seed = round_seeds(c.seed, 0, [theta])[0]      # the same for every trial: common random numbers
         ds = render_dataset(gen, theta, c.evaluator.images, seed)
         gen.close()
-        ev = build_evaluator(c.evaluator, real)
+        fid = fidelity(c.evaluator)
         weights, start = None, 0
         ckpt = tune.get_checkpoint()
         if ckpt is not None:
@@ -110,8 +121,8 @@ def make_trainable(cfg: ExperimentConfig, *, rungs: int = 4):
                 state = torch.load(Path(d) / "model.pt", weights_only=True)
                 weights, start = state["weights"], int(state["rung"]) + 1
         for rung in range(start, rungs):
-            m = ev.evaluate(ds, Fidelity(steps=c.evaluator.steps, batch_size=c.evaluator.batch_size), seed + rung,
-                            warm_start=weights)
+            m = evaluate_job(CandidateJob(c.evaluator, ds, fid, derive_seed(seed, rung), ("score",),
+                                          warm_start=weights, keep_weights=True), real)
             weights = m.weights
             with tempfile.TemporaryDirectory() as d:
                 torch.save({"weights": weights, "rung": rung}, Path(d) / "model.pt")
@@ -144,7 +155,8 @@ def run_tune(cfg: ExperimentConfig, *, scheduler: str, budget: int, out: str, ad
             controller = make_controller(cfg.loop.optimizer, space, seed=cfg.seed, **cfg.loop.options)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"loop: {e}") from None
-        tune_config = tune.TuneConfig(search_alg=ControllerSearcher(controller, batch=cfg.loop.candidates),
+        tune_config = tune.TuneConfig(search_alg=ControllerSearcher(controller, batch=cfg.loop.candidates,
+                                                                    full_rung=rungs),
                                       scheduler=ASHAScheduler(time_attr="rung", max_t=rungs, grace_period=1,
                                                               reduction_factor=2),
                                       metric="score", mode="max", num_samples=budget)

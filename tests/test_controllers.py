@@ -42,8 +42,18 @@ class TestMetaSim(ControllerConformance):
     def test_needs_draws(self):
         c = self.make(toy_space(), 0)
         thetas = c.propose(1)
-        with pytest.raises(ValueError, match=r"feedback\[0\]: expected draws and sample_rewards"):
+        with pytest.raises(ValueError, match=r"feedback\[0\]: expected draws and per-image"):
             c.update(thetas, [Feedback(score=0.5)])
+
+
+class TestCredit(ControllerConformance):
+    controller_name = "credit"
+
+    def test_needs_per_image_credit(self):
+        c = self.make(toy_space(), 0)
+        thetas = c.propose(2)
+        with pytest.raises(ValueError, match=r"feedback\[0\]: expected draws and per-image \['credit'\]"):
+            c.update(thetas, [Feedback(score=0.5, draws={}) for _ in thetas])
 
 
 class TestMetaSimTask(ControllerConformance):
@@ -81,8 +91,8 @@ class TestVADRA(ControllerConformance):
             losses = []
             for r in range(12):
                 thetas = c.propose(4)
-                fb = [obj.evaluate(t, eval_rng(0, r, i), c.needs) for i, t in enumerate(thetas)]
-                losses.append(np.mean([f.sample_rewards.mean() for f in fb]))
+                fb = [obj.evaluate(t, eval_rng(0, r, i), c.round_signals()) for i, t in enumerate(thetas)]
+                losses.append(np.mean([f.per_image["sample_loss"].mean() for f in fb]))
                 c.update(thetas, fb)
             assert losses[-1] > losses[0] + 0.03, losses
             final_entropy[coef] = float(obj.space.entropy(c.current()))

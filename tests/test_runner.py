@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from loop.cli import main
@@ -49,7 +50,7 @@ def test_run_writes_the_run_directory(real_dir, tmp_path):
         run_loop(cfg, rd, log=lambda m: None)
 
 
-@pytest.mark.parametrize("optimizer", ["reinforce", "metasim", "vadra"])
+@pytest.mark.parametrize("optimizer", ["reinforce", "metasim", "vadra", "credit"])
 def test_killed_and_resumed_run_matches_an_uninterrupted_one(real_dir, tmp_path, optimizer):
     cfg = load_config(SMOKE, tiny(real_dir, f'loop.optimizer="{optimizer}"'))
     whole = run_loop(cfg, tmp_path / "whole", log=lambda m: None)
@@ -66,6 +67,43 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(real_dir, tmp_path,
     assert strip(a) == strip(b)
     for key in ("theta", "val", "test", "val_per_seed", "test_per_seed", "selected"):
         assert whole[key] == resumed[key], key
+
+
+def test_candidates_of_a_round_share_seeds_and_copies_get_their_own(real_dir, tmp_path):
+    from loop.tasks import round_seeds
+
+    a, b = np.zeros(3), np.ones(3)
+    s = round_seeds(0, 5, [a, b, a, b, a])
+    assert s[0] == s[1] and s[2] == s[3] and len({s[0], s[2], s[4]}) == 3     # copy k of each θ alike
+    assert round_seeds(0, 5, [a, b]) == s[:2] and round_seeds(0, 6, [a])[0] != s[0]
+    cfg = load_config(SMOKE, tiny(real_dir, 'loop.optimizer="reinforce"'))
+    run_loop(cfg, tmp_path / "run", log=lambda m: None)
+    rounds = [json.loads(x) for x in (tmp_path / "run" / "rounds.jsonl").read_text().splitlines()]
+    for r in range(3):
+        row = [x for x in rounds if x["round"] == r]
+        assert row[0]["theta"] != row[1]["theta"] and row[0]["seed"] == row[1]["seed"]
+
+
+def test_credit_run_records_per_image_credit_and_selects_by_mean_of_copies(real_dir, tmp_path):
+    cfg = load_config(SMOKE, tiny(real_dir, 'loop.optimizer="credit"'))
+    best = run_loop(cfg, tmp_path / "run", log=lambda m: None)
+    rounds = [json.loads(x) for x in (tmp_path / "run" / "rounds.jsonl").read_text().splitlines()]
+    assert rounds[0]["seed"] != rounds[1]["seed"]               # two copies of one θ: two batches
+    assert rounds[0]["theta"] == rounds[1]["theta"]
+    assert "copies" in best["selected"]
+    assert rounds[0]["theta"] != rounds[-1]["theta"]          # the credit moved θ
+
+
+def test_a_plug_in_evaluator_by_dotted_path_and_bad_ones_in_one_line(real_dir, tmp_path):
+    cfg = load_config(SMOKE, tiny(real_dir, 'evaluator.task="evaluator.detection:DetectionEvaluator"',
+                                  'loop.optimizer="random"', "loop.budget=1"))
+    best = run_loop(cfg, tmp_path / "run", log=lambda m: None)
+    assert best["metric"] == "ap50"
+    for task, msg in (("nope", "expected one of"), ("json:dumps", "subclass of evaluator.base.Evaluator"),
+                      ("no_such_module:X", "importable evaluator")):
+        cfg = load_config(SMOKE, tiny(real_dir, f'evaluator.task="{task}"'))
+        with pytest.raises(ConfigError, match=msg):
+            run_loop(cfg, tmp_path / task.replace(":", "_"), log=lambda m: None)
 
 
 def test_resume_needs_a_checkpoint(tmp_path):

@@ -35,6 +35,16 @@ def test_searcher_hands_out_a_batch_and_updates_once_per_batch():
         ControllerSearcher(make_controller("metasim", space, seed=0))
 
 
+def test_searcher_learns_only_from_trials_that_ran_every_rung():
+    space = load_config(SMOKE).build_generator().space
+    ctrl = make_controller("reinforce", space, seed=0)
+    s = ControllerSearcher(ctrl, batch=2, full_rung=4)
+    s.suggest("early"), s.suggest("full")
+    s.on_trial_complete("early", {"score": 0.9, "rung": 1})   # stopped by ASHA after rung 1
+    s.on_trial_complete("full", {"score": 0.2, "rung": 4})
+    assert ctrl.rounds == 1 and ctrl.best_score == 0.2      # the rung-1 score never reached it
+
+
 @pytest.mark.parametrize("scheduler", ["asha", "pbt"])
 def test_dropt_tune_runs_trials_and_reports_growing_budgets(tmp_path, scheduler):
     make_target(load_config(SMOKE, ["target.val=4", "target.test=4"]), tmp_path / "real", workers=0, progress=False)

@@ -3,13 +3,14 @@
 ``make_controller(name, space, seed=..., **options)`` builds one by its registry name:
 
 ==================== =================================================== =====================
-name                 algorithm                                           needs
+name                 algorithm                                           signals
 ==================== =================================================== =====================
 random               fixed wide domain randomization (the baseline)      score
 reinforce            Gaussian policy, REINFORCE (Learning to Simulate)   score
 metasim              score-function gap matching (Meta-Sim)              witness
 metasim+task         gap matching, then REINFORCE on the task score      witness, score
 vadra                adversarial: maximise the task model's loss         sample_loss
+credit               per-image TracIn credit, score-function ascent      credit, score
 adr                  automatic domain randomization (range growth)       score
 attribute-descent    greedy coordinate search over attribute means       score
 optuna               Optuna ask/tell: TPE, CMA-ES or GP                  score
@@ -26,7 +27,8 @@ from generator.space import ParameterSpace
 
 from .adr import ADR
 from .attribute_descent import AttributeDescent
-from .base import NEEDS, Controller, Feedback
+from .base import Controller, Feedback
+from .credit import CreditAscent
 from .metasim import MetaSim, MetaSimTask
 from .optuna_search import OptunaController
 from .random_dr import RandomDR
@@ -34,7 +36,8 @@ from .reinforce import Reinforce
 from .vadra import VADRA
 
 CONTROLLERS: dict[str, type[Controller]] = {
-    c.name: c for c in (RandomDR, Reinforce, MetaSim, MetaSimTask, VADRA, ADR, AttributeDescent, OptunaController)
+    c.name: c for c in (RandomDR, Reinforce, MetaSim, MetaSimTask, VADRA, CreditAscent, ADR, AttributeDescent,
+                        OptunaController)
 }
 
 
@@ -46,6 +49,6 @@ def make_controller(name: str, space: ParameterSpace, *, seed: int, **options: A
 
 
 __all__ = [
-    "ADR", "CONTROLLERS", "NEEDS", "AttributeDescent", "Controller", "Feedback", "MetaSim", "MetaSimTask",
+    "ADR", "CONTROLLERS", "CreditAscent", "AttributeDescent", "Controller", "Feedback", "MetaSim", "MetaSimTask",
     "OptunaController", "RandomDR", "Reinforce", "VADRA", "make_controller",
 ]

@@ -59,7 +59,7 @@ class ADR(Controller):
     """Per-end range expansion / contraction driven by boundary scores."""
 
     name: ClassVar[str] = "adr"
-    needs: ClassVar[frozenset[str]] = frozenset({"score"})
+    signals: ClassVar[frozenset[str]] = frozenset({"score"})
     Options: ClassVar[type] = ADROptions
 
     def __init__(self, space: ParameterSpace, *, seed: int, **options):

@@ -66,7 +66,7 @@ class AttributeDescent(Controller):
     """Greedy coordinate search over attribute means with a shrinking step."""
 
     name: ClassVar[str] = "attribute-descent"
-    needs: ClassVar[frozenset[str]] = frozenset({"score"})
+    signals: ClassVar[frozenset[str]] = frozenset({"score"})
     Options: ClassVar[type] = AttributeDescentOptions
 
     def __init__(self, space: ParameterSpace, *, seed: int, **options):

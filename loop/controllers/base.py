@@ -1,10 +1,11 @@
 """The controller ABC: a policy over θ that proposes candidates and learns from their feedback.
 
 A controller sees only θ vectors (inside ``space.bounds()``) and :class:`Feedback` records; the
-runner renders, trains and scores. ``needs`` tells the runner which numbers to compute per
-candidate: the real-val ``score``, the per-image MMD ``witness`` (Meta-Sim) or the task model's
-per-image ``sample_loss`` (VADRA); the last two arrive in ``Feedback.sample_rewards`` with the
-image parameters in ``Feedback.draws``.
+runner renders, trains and scores. ``signals`` (see :mod:`loop.signals`) tells the runner what to
+compute per candidate — the real-val ``score``, each image's TracIn ``credit``, its MMD
+``witness`` (Meta-Sim) or its loss under the task model (``sample_loss``, VADRA) —
+``round_signals()`` the subset for the coming round when a controller's stages differ. Per-image
+signals arrive in ``Feedback.per_image`` with the images' drawn parameters in ``Feedback.draws``.
 
 Subclasses implement ``_propose``, ``_update``, ``_state`` and ``_load_state``; the public
 methods here validate at the edge, keep the incumbent (best score seen) and serialise the RNG,
@@ -25,7 +26,9 @@ import numpy as np
 
 from generator.space import ParameterSpace
 
-NEEDS = frozenset({"score", "witness", "sample_loss"})
+from ..signals import SIGNALS
+
+FINAL_CHOICES = ("best", "current")
 
 
 @dataclass
@@ -38,8 +41,8 @@ class Feedback:
     """Named side figures (val_map, gap_mmd2, fidelity steps, ...); controllers may ignore them."""
     draws: dict[str, np.ndarray] | None = None
     """Per-image parameter values the images were rendered from (``space.sample`` output)."""
-    sample_rewards: np.ndarray | None = None
-    """One number per image: MMD witness values (``witness``) or task loss (``sample_loss``)."""
+    per_image: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per-image signals by name (``credit``, ``witness``, ``sample_loss``): one number per image."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,10 +95,16 @@ class Controller(abc.ABC):
     """Proposes θ candidates and updates its distribution over them from :class:`Feedback`."""
 
     name: ClassVar[str]
-    needs: ClassVar[frozenset[str]]
-    """What the runner must compute per candidate: a subset of {"score", "witness", "sample_loss"}."""
+    signals: ClassVar[frozenset[str]]
+    """Every signal the controller may ask for (names in :data:`loop.signals.SIGNALS`)."""
     learning: ClassVar[bool] = True
     """False for the fixed random-DR baseline."""
+    final: ClassVar[str] = "best"
+    """Which θ the run retrains and reports at the end: "best" (the best real-val score seen)
+    or "current" (the controller's learned θ, for controllers whose reward is not the score)."""
+    task_model: ClassVar[bool] = False
+    """True: the runner keeps a task model training across rounds on each round's images
+    (adversarial controllers); its real-val score is every candidate's score."""
     Options: ClassVar[type] = NoOptions
     """A frozen dataclass of keyword options with a ``check(name)`` method."""
 
@@ -115,6 +124,10 @@ class Controller(abc.ABC):
         self.best_theta: np.ndarray | None = None
 
     # --- the interface -----------------------------------------------------------------------
+    def round_signals(self) -> frozenset[str]:
+        """The signals the coming round's feedback must carry (a subset of ``signals``)."""
+        return self.signals
+
     def propose(self, k: int) -> list[np.ndarray]:
         """``k`` θ vectors inside ``space.bounds()``."""
         k = int(check_number("k", k, low=1, integer=True))
@@ -184,19 +197,24 @@ class Controller(abc.ABC):
         pass
 
     def _check_feedback(self, i: int, fb: Feedback) -> None:
-        """Controllers that learn from per-image rewards need draws and rewards of equal length."""
-        if not self.needs & {"witness", "sample_loss"}:
+        """Controllers that learn from per-image signals need the draws and each signal's values,
+        one per image."""
+        per_image = sorted(n for n in self.round_signals() if SIGNALS[n].per_image)
+        if not per_image:
             return
-        if fb.draws is None and fb.sample_rewards is None and not math.isfinite(float(fb.score)):
+        if fb.draws is None and not fb.per_image and not math.isfinite(float(fb.score)):
             return  # a failed evaluation: nothing was rendered, the controller skips it
-        if fb.draws is None or fb.sample_rewards is None:
-            raise ValueError(f"feedback[{i}]: expected draws and sample_rewards for {self.name} "
-                             f"(needs {sorted(self.needs)}), got None")
-        n = len(np.asarray(fb.sample_rewards))
-        for key, v in fb.draws.items():
+        missing = [n for n in per_image if n not in fb.per_image]
+        if fb.draws is None or missing:
+            what = "draws" if fb.draws is None else f"per_image[{missing[0]!r}]"
+            raise ValueError(f"feedback[{i}]: expected draws and per-image {per_image} for {self.name}, "
+                             f"got no {what}")
+        n = len(np.asarray(fb.per_image[per_image[0]]))
+        columns = {f"draws[{k!r}]": v for k, v in fb.draws.items()} | {f"per_image[{k!r}]": fb.per_image[k]
+                                                                        for k in per_image}
+        for key, v in columns.items():
             if len(np.asarray(v)) != n:
-                raise ValueError(f"feedback[{i}].draws[{key!r}]: expected {n} draws (one per sample reward), "
-                                 f"got {len(np.asarray(v))}")
+                raise ValueError(f"feedback[{i}].{key}: expected {n} values (one per image), got {len(np.asarray(v))}")
 
 
-__all__ = ["NEEDS", "Controller", "Feedback", "check_choice", "check_number", "parse_options"]
+__all__ = ["FINAL_CHOICES", "Controller", "Feedback", "check_choice", "check_number", "parse_options"]

@@ -2,18 +2,19 @@
 
 ``metasim`` moves θ so that the images it renders look like the real ones. For every proposed
 θ the runner reports the per-image parameter values (``Feedback.draws``) and the MMD witness of
-each image (``Feedback.sample_rewards``: higher = more like the real set). Maximising
+each image (``Feedback.per_image["witness"]``: higher = more like the real set). Maximising
 E_{x∼p_θ}[witness(x)] with the witness held fixed is, up to a factor 2, gradient ascent on
 −MMD²(synthetic, real), so each round takes one Adam step on the score-function estimate
 
     ∇θ E[w(x)] ≈ mean_i (w_i − mean w) ∇θ log p(x_i | θ)    (+ the uniform-range boundary terms)
 
 computed by ``space.log_prob`` in torch. ``propose(k)`` returns k copies of the current θ: the
-runner renders them with different seeds, which is simply a k-times larger batch of draws.
+runner renders copies with seeds of their own, which is simply a k-times larger batch of draws.
 
-``metasim+task`` runs the same gap matching for its first ``gap_rounds`` updates, then
-fine-tunes on the task score: a Gaussian REINFORCE policy (as in ``reinforce``) centred on the
-matched θ, as Meta-Sim's second stage optimises the downstream task.
+``metasim+task`` runs the same gap matching for its first ``gap_rounds`` updates (asking for the
+witness only: no detector is trained), then fine-tunes on the task score: a Gaussian REINFORCE
+policy (as in ``reinforce``) centred on the matched θ, as Meta-Sim's second stage optimises the
+downstream task.
 """
 
 from __future__ import annotations
@@ -29,13 +30,20 @@ from ._common import Adam, Box, GaussianPolicy, propose_from_policy, score_funct
 from .base import Controller, Feedback, check_number
 
 
-def pooled_by_theta(thetas: list[np.ndarray], feedback: list[Feedback]):
-    """Concatenate the draws and rewards of identical θ (one gradient estimate per distinct θ)."""
+def pooled_by_theta(thetas: list[np.ndarray], feedback: list[Feedback], signal: str,
+                    standardise: bool = False):
+    """Concatenate the draws and per-image ``signal`` values of identical θ (one gradient
+    estimate per distinct θ). ``standardise``: each candidate's values to zero mean and unit
+    variance first, so candidates trained on different images weigh alike."""
     groups: list[tuple[np.ndarray, list[dict], list[np.ndarray]]] = []
     for theta, fb in zip(thetas, feedback):
-        if fb.draws is None or fb.sample_rewards is None or len(np.asarray(fb.sample_rewards)) == 0:
+        values = fb.per_image.get(signal)
+        if fb.draws is None or values is None or len(np.asarray(values)) == 0:
             continue                                   # a failed evaluation
-        rewards = np.asarray(fb.sample_rewards, dtype=np.float64)
+        rewards = np.asarray(values, dtype=np.float64)
+        if standardise:
+            std = float(rewards.std())
+            rewards = (rewards - rewards.mean()) / std if std > 0 else np.zeros_like(rewards)
         if not np.all(np.isfinite(rewards)):
             continue
         for t, draws, rs in groups:
@@ -64,8 +72,11 @@ class MetaSim(Controller):
     """Score-function ascent of E_{x∼p_θ}[witness(x)]: match the real distribution."""
 
     name: ClassVar[str] = "metasim"
-    needs: ClassVar[frozenset[str]] = frozenset({"witness"})
+    signals: ClassVar[frozenset[str]] = frozenset({"witness"})
+    final: ClassVar[str] = "current"
     Options: ClassVar[type] = MetaSimOptions
+    reward_signal: ClassVar[str] = "witness"
+    """The per-image signal whose expectation the score-function ascent maximises."""
 
     def __init__(self, space: ParameterSpace, *, seed: int, **options):
         super().__init__(space, seed=seed, **options)
@@ -87,7 +98,7 @@ class MetaSim(Controller):
     # ---- update: one Adam step on the score-function gradient --------------------------------
     def _update(self, thetas: list[np.ndarray], feedback: list[Feedback]) -> None:
         grads, weights = [], []
-        for theta, draws, rewards in pooled_by_theta(thetas, feedback):
+        for theta, draws, rewards in pooled_by_theta(thetas, feedback, self.reward_signal):
             g = score_function_grad(self.space, theta, draws, self._rewards(rewards))
             grads.append(g + self._extra_grad(theta))
             weights.append(len(rewards))
@@ -136,7 +147,8 @@ class MetaSimTask(MetaSim):
     """``metasim`` for ``gap_rounds`` updates, then Gaussian REINFORCE on the score."""
 
     name: ClassVar[str] = "metasim+task"
-    needs: ClassVar[frozenset[str]] = frozenset({"witness", "score"})
+    signals: ClassVar[frozenset[str]] = frozenset({"witness", "score"})
+    final: ClassVar[str] = "best"
     Options: ClassVar[type] = MetaSimTaskOptions
 
     def __init__(self, space: ParameterSpace, *, seed: int, **options):
@@ -146,6 +158,9 @@ class MetaSimTask(MetaSim):
 
     def _in_task_stage(self) -> bool:
         return self.rounds >= self.options.gap_rounds
+
+    def round_signals(self) -> frozenset[str]:
+        return frozenset({"score"}) if self._in_task_stage() else frozenset({"witness"})
 
     def _make_policy(self) -> GaussianPolicy:
         o = self.options

@@ -71,7 +71,7 @@ class OptunaController(Controller):
     """Ask/tell over θ with an Optuna sampler; several processes may share one journal study."""
 
     name: ClassVar[str] = "optuna"
-    needs: ClassVar[frozenset[str]] = frozenset({"score"})
+    signals: ClassVar[frozenset[str]] = frozenset({"score"})
     Options: ClassVar[type] = OptunaOptions
 
     def __init__(self, space: ParameterSpace, *, seed: int, **options):

@@ -54,7 +54,7 @@ class RandomDR(Controller):
     """Fixed domain randomization (``learning = False``)."""
 
     name: ClassVar[str] = "random"
-    needs: ClassVar[frozenset[str]] = frozenset({"score"})
+    signals: ClassVar[frozenset[str]] = frozenset({"score"})
     learning: ClassVar[bool] = False
     Options: ClassVar[type] = RandomOptions
 

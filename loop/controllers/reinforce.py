@@ -63,7 +63,7 @@ class Reinforce(Controller):
     """Gaussian policy over the unit box, REINFORCE on the real-val score."""
 
     name: ClassVar[str] = "reinforce"
-    needs: ClassVar[frozenset[str]] = frozenset({"score"})
+    signals: ClassVar[frozenset[str]] = frozenset({"score"})
     Options: ClassVar[type] = ReinforceOptions
 
     def __init__(self, space: ParameterSpace, *, seed: int, **options):

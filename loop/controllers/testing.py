@@ -16,7 +16,9 @@ rendering: a five-parameter space (uniform, log-uniform, truncated normal, count
 a hidden "real" distribution θ* of the same space, and per evaluation ``n`` draws from θ whose
 score is −MMD²(draws, real set) under a multi-bandwidth RBF kernel on normalised features.
 Its optimum is θ = θ* (score ≈ 0). The per-draw MMD witness (higher = more like the real set)
-is the ``witness`` reward; its negation is the ``sample_loss`` proxy. The noise is the honest
+is the ``witness`` reward, and also the ``credit`` one: it is each draw's first-order
+contribution to the score, which is what TracIn credit measures for a trained model; the
+dissimilarity to the real set is the ``sample_loss`` proxy. The noise is the honest
 kind: a finite batch of draws per evaluation.
 
 Why the comparison is fair: the real set sits in a corner of the space, as a real domain is
@@ -39,7 +41,9 @@ import pytest
 
 from generator.space import ParameterSpace
 
-from . import CONTROLLERS, NEEDS, Controller, Feedback, make_controller
+from ..signals import SIGNALS
+from . import CONTROLLERS, Controller, Feedback, make_controller
+from .base import FINAL_CHOICES
 
 # --------------------------------------------------------------------------------------------
 # The synthetic objective
@@ -96,7 +100,7 @@ class SyntheticObjective:
         return sum(np.exp(-d2 / (2 * h * h)) for h in BANDWIDTHS) / len(BANDWIDTHS)
 
     def evaluate(self, theta: np.ndarray, rng: np.random.Generator,
-                 needs: frozenset[str] = frozenset({"score"}), n: int | None = None) -> Feedback:
+                 signals: frozenset[str] = frozenset({"score"}), n: int | None = None) -> Feedback:
         n = self.n if n is None else n
         draws = self.space.sample(theta, n, rng)
         x = self._features(draws)
@@ -105,9 +109,9 @@ class SyntheticObjective:
         mmd2 = (k_xx.sum() - np.trace(k_xx)) / (n * (n - 1)) + self._k_rr - 2 * k_xr.mean()
         # the loss proxy: dissimilarity to the real set alone (no synthetic self-term, which
         # would reward a batch for clustering on itself)
-        rewards = 1.0 - k_xr.mean(1) if "sample_loss" in needs and "witness" not in needs else witness
+        per_image = {"witness": witness, "credit": witness, "sample_loss": 1.0 - k_xr.mean(1)}
         return Feedback(score=float(-mmd2), extras={"gap_mmd2": float(mmd2)}, draws=draws,
-                        sample_rewards=rewards)
+                        per_image={k: v for k, v in per_image.items() if k in signals})
 
 
 _OBJECTIVE: SyntheticObjective | None = None
@@ -131,7 +135,7 @@ def run_loop(controller: Controller, obj: SyntheticObjective, *, rounds: int, k:
     history = []
     for r in range(start_round, start_round + rounds):
         thetas = controller.propose(k)
-        feedback = [obj.evaluate(t, eval_rng(seed, r, i), controller.needs) for i, t in enumerate(thetas)]
+        feedback = [obj.evaluate(t, eval_rng(seed, r, i), controller.round_signals()) for i, t in enumerate(thetas)]
         controller.update(thetas, feedback)
         history.append(thetas)
     return history
@@ -180,8 +184,9 @@ class ControllerConformance:
     def test_class_attributes(self):
         c = self.make(toy_space(), 0)
         assert c.name == self.controller_name and CONTROLLERS.get(c.name) is type(c)
-        assert isinstance(c.needs, frozenset) and c.needs and c.needs <= NEEDS
-        assert isinstance(c.learning, bool)
+        assert isinstance(c.signals, frozenset) and c.signals and c.signals <= set(SIGNALS)
+        assert c.round_signals() <= c.signals
+        assert isinstance(c.learning, bool) and c.final in FINAL_CHOICES
 
     @pytest.mark.parametrize("k", [1, 4])
     def test_proposals_inside_bounds(self, k):
@@ -195,7 +200,7 @@ class ControllerConformance:
                 assert isinstance(t, np.ndarray) and t.shape == (obj.space.dim,)
                 assert np.all(np.isfinite(t)) and np.all(t >= lo) and np.all(t <= hi)
                 obj.space.check_theta(t)
-            c.update(thetas, [obj.evaluate(t, eval_rng(0, r, i), c.needs) for i, t in enumerate(thetas)])
+            c.update(thetas, [obj.evaluate(t, eval_rng(0, r, i), c.round_signals()) for i, t in enumerate(thetas)])
             cur = c.current()
             assert cur.shape == (obj.space.dim,) and np.all(cur >= lo) and np.all(cur <= hi)
 
@@ -228,7 +233,7 @@ class ControllerConformance:
         assert c.best_score is None
         thetas = c.propose(self.k)
         assert all(np.all(np.isfinite(t)) for t in thetas)
-        fb = [obj.evaluate(t, eval_rng(0, 1, i), c.needs) for i, t in enumerate(thetas)]
+        fb = [obj.evaluate(t, eval_rng(0, 1, i), c.round_signals()) for i, t in enumerate(thetas)]
         fb[0] = Feedback(score=math.nan)
         c.update(thetas, fb)
         assert c.best_score is not None and math.isfinite(c.best_score)

@@ -45,8 +45,10 @@ class VADRA(MetaSim):
     """Score-function ascent of the task model's per-image loss, with an entropy bonus."""
 
     name: ClassVar[str] = "vadra"
-    needs: ClassVar[frozenset[str]] = frozenset({"sample_loss"})
+    signals: ClassVar[frozenset[str]] = frozenset({"sample_loss"})
+    task_model: ClassVar[bool] = True
     Options: ClassVar[type] = VadraOptions
+    reward_signal: ClassVar[str] = "sample_loss"
 
     def _rewards(self, rewards: np.ndarray) -> np.ndarray:
         std = float(rewards.std())
