@@ -50,12 +50,12 @@ class ClassificationEvaluator(Evaluator):
 
     def __init__(self, real: RealSplits, *, value_max: float | None = None, device: str = "auto",
                  threads: int | None = None, width: int = 32, lr: float = 2e-3, weight_decay: float = 1e-3,
-                 credit_checkpoints: int = 4):
+                 credit_checkpoints: int = 4, credit_normalize: bool = True):
         if not isinstance(width, int) or width < 4:
             raise EvaluatorError(f"evaluator.width: expected an integer >= 4, got {width!r}")
         if not isinstance(credit_checkpoints, int) or credit_checkpoints < 1:
             raise EvaluatorError(f"evaluator.credit_checkpoints: expected an integer >= 1, got {credit_checkpoints!r}")
-        self.credit_checkpoints = credit_checkpoints
+        self.credit_checkpoints, self.credit_normalize = credit_checkpoints, bool(credit_normalize)
         self.real, self.width, self.lr, self.weight_decay = real, width, float(lr), float(weight_decay)
         self.value_max = float(value_max if value_max is not None else real.val.info.get("value_max", 255))
         self.device = resolve_device(device)
@@ -108,7 +108,8 @@ class ClassificationEvaluator(Evaluator):
                     model, [model.classifier[-1]],
                     lambda idx: F.cross_entropy(model(x[torch.from_numpy(idx)]), y[torch.from_numpy(idx)],
                                                 reduction="none"),
-                    lambda: F.cross_entropy(model(x_val), y_val), len(dataset), lr=step_lr)
+                    lambda: F.cross_entropy(model(x_val), y_val), len(dataset), lr=step_lr,
+                    normalize=self.credit_normalize)
 
             checkpoints = (checkpoint_steps(fidelity.steps, self.credit_checkpoints), add_credit) \
                 if "credit" in per_image else None

@@ -29,10 +29,10 @@ class DetectionEvaluator(Evaluator):
 
     def __init__(self, real: RealSplits, *, score: str = "ap50", device: str = "auto", threads: int | None = None,
                  width: int = 48, lr: float = 6e-3, flip: bool = True, eval_batch: int = 128,
-                 credit_checkpoints: int = 3):
+                 credit_checkpoints: int = 3, credit_normalize: bool = True):
         if not isinstance(credit_checkpoints, int) or credit_checkpoints < 1:
             raise EvaluatorError(f"evaluator.credit_checkpoints: expected an integer >= 1, got {credit_checkpoints!r}")
-        self.credit_checkpoints = credit_checkpoints
+        self.credit_checkpoints, self.credit_normalize = credit_checkpoints, bool(credit_normalize)
         if score not in SCORES:
             raise EvaluatorError(f"evaluator.score: expected one of {list(SCORES)}, got {score!r}")
         if not isinstance(width, int) or width < 8 or width % 2:
@@ -134,7 +134,8 @@ class DetectionEvaluator(Evaluator):
 
         def add(step: int, step_lr: float) -> None:
             credit[:] += tracin_credit(model, heads, image_losses, lambda: detection_loss(model(val_x), val_t),
-                                       len(credit), lr=step_lr, chunk=128)
+                                       len(credit), lr=step_lr, chunk=128,
+                                       normalize=self.credit_normalize)
         return add
 
     @torch.no_grad()

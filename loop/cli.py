@@ -133,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads (default 2)")
     b.add_argument("--workers", type=_non_negative_int, default=None, help="render actors (default: the config's)")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    b = bsub.add_parser("loop", help="controllers × search seeds on the real digits and the hidden shapes target: "
+                                     "real val/TEST with 95 %% intervals, beside the prior, wide DR and the oracle")
+    b.add_argument("--quick", action="store_true", help="a small version for a first look (about 15 minutes)")
+    b.add_argument("--tasks", default="digits,shapes", help="comma-separated (default digits,shapes)")
+    b.add_argument("--controllers", default=None,
+                   help="comma-separated (default prior,random,reinforce,credit,tpe,cmaes)")
+    b.add_argument("--seeds", default=None, help="search seeds, comma-separated (default 0,1,2; --quick 0,1)")
+    b.add_argument("--out", default=None, help="run directories (default out/bench-loop, --quick out/bench-loop-quick)")
+    b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return parser
 
 
@@ -275,7 +284,35 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _bench_loop(args) -> int:
+    from .bench_loop import DEFAULT_CONTROLLERS, Plan, bench_loop, format_table
+
+    def names(text: str | None, default) -> tuple[str, ...]:
+        return tuple(x.strip() for x in text.split(",") if x.strip()) if text else tuple(default)
+
+    try:
+        seeds = tuple(int(x) for x in names(args.seeds, (0, 1) if args.quick else (0, 1, 2)))
+    except ValueError:
+        print(f"dropt bench loop: error: --seeds: expected comma-separated integers, got {args.seeds!r}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out or ("out/bench-loop-quick" if args.quick else "out/bench-loop"))
+    plan = Plan(tasks=names(args.tasks, ()), controllers=names(args.controllers, DEFAULT_CONTROLLERS), seeds=seeds,
+                quick=args.quick, out=out)
+    log = (lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        res = bench_loop(plan, log=log)
+    except RuntimeError as e:
+        print(f"dropt bench loop: error: {e}", file=sys.stderr)
+        return 1
+    (out / ("result-quick.json" if args.quick else "result.json")).write_text(json.dumps(res, indent=1))
+    print(json.dumps(res) if args.json else format_table(res))
+    return 0
+
+
 def cmd_bench(args) -> int:
+    if args.bench == "loop":
+        return _bench_loop(args)
     if args.bench == "evaluator":
         from .bench_evaluator import bench_evaluator
 

@@ -65,6 +65,7 @@ class EvaluatorSettings:
     final_steps: int | None = None   # steps of those final runs (None: 2 × steps)
     final_images: int | None = None  # images of those final runs (None: 2 × images)
     options: dict[str, Any] = field(default_factory=dict)   # more keyword options of the evaluator class
+    ray: bool | None = None          # evaluation tasks on Ray (in parallel); None: when the render actors use Ray
 
 
 @dataclass
@@ -201,6 +202,13 @@ def _opt_int(raw: dict, key: str, lo: int, prefix: str) -> int | None:
     return None if raw.get(key) is None else _int(raw, key, 0, lo, prefix)
 
 
+def _opt_bool(raw: dict, key: str, prefix: str) -> bool | None:
+    v = raw.get(key)
+    if v is not None and not isinstance(v, bool):
+        raise ConfigError(f"{prefix}{key}: expected true or false, got {v!r}")
+    return v
+
+
 def _evaluator(raw: Any) -> EvaluatorSettings:
     d = EvaluatorSettings()
     raw = _table(raw, "evaluator", set(vars(d)))
@@ -214,7 +222,8 @@ def _evaluator(raw: Any) -> EvaluatorSettings:
         device=_str(raw, "device", d.device, p), width=_opt_int(raw, "width", 4, p),
         gap_images=_int(raw, "gap_images", d.gap_images, 2, p), final_seeds=_int(raw, "final_seeds", d.final_seeds, 1, p),
         final_steps=_opt_int(raw, "final_steps", 1, p), final_images=_opt_int(raw, "final_images", 1, p),
-        options=dict(_table(raw.get("options", {}), "evaluator.options", set(raw.get("options", {}) or {}))))
+        options=dict(_table(raw.get("options", {}), "evaluator.options", set(raw.get("options", {}) or {}))),
+        ray=_opt_bool(raw, "ray", p))
 
 
 def _loop(raw: Any) -> LoopSettings:

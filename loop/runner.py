@@ -119,7 +119,11 @@ class Loop:
         """Ray, the render actors (starting in the background), the real set, the evaluator check,
         the controller and the run directory (new, or restored from the checkpoint)."""
         cfg = self.cfg
-        if cfg.render.workers > 0 or self.address:
+        self.use_ray = bool(cfg.render.workers > 0 or self.address or cfg.evaluator.ray)
+        if cfg.evaluator.ray is False and (cfg.render.workers > 0 or self.address):
+            raise ConfigError("evaluator.ray: expected true (or unset) when the render actors run on Ray "
+                              f"(render.workers = {cfg.render.workers}), got false")
+        if self.use_ray:
             # render actors and evaluation tasks alternate within a round: count the actors'
             # reservation on top of the cores, so they do not starve the evaluation tasks
             ensure_ray(self.address, num_cpus=(os.cpu_count() or 1) + math.ceil(cfg.render.workers * cfg.render.num_cpus))
@@ -144,7 +148,7 @@ class Loop:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"loop: {e}") from None
         self.metric = check_evaluator(settings, real, self.controller.signals).score_name
-        self.ex = _Executor(use_ray=pool.workers > 0 or bool(self.address), num_cpus=settings.num_cpus,
+        self.ex = _Executor(use_ray=self.use_ray, num_cpus=settings.num_cpus,
                             num_gpus=settings.num_gpus)
         self.real_ref = self.ex.put(real)
         value_max = float(real.val.info.get("value_max", 255))

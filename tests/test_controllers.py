@@ -172,6 +172,26 @@ class TestOptunaCmaEs(ControllerConformance):
     options = {"sampler": "cmaes"}
 
 
+class TestOptunaCmaEsSmallStep(ControllerConformance):
+    controller_name = "optuna"
+    options = {"sampler": "cmaes", "sigma0": 0.05, "n_startup_trials": 0}
+
+    def test_first_proposals_stay_near_the_default(self):
+        space = toy_space()
+        c = self.make(space, 0)
+        lo, hi = space.bounds()
+        u0 = (space.clip(space.to_vector()) - lo) / (hi - lo)
+        thetas = c.propose(4)
+        c.update(thetas, [Feedback(score=0.0) for _ in thetas])
+        later = c.propose(4)
+        assert max(np.abs((t - lo) / (hi - lo) - u0).max() for t in later) < 0.35
+
+
+def test_sigma0_only_with_cmaes():
+    with pytest.raises(ValueError, match="optuna.sigma0: expected only with sampler 'cmaes'"):
+        make_controller("optuna", toy_space(), seed=0, sigma0=0.1)
+
+
 def test_cmaes_without_its_package_is_a_clear_error():
     if importlib.util.find_spec("cmaes") is not None:
         pytest.skip("cmaes is installed")

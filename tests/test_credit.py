@@ -16,10 +16,15 @@ from evaluator.real import digits_dataset, load_digits_real
 from generator.dataset import ObjectAnnotation
 
 
-def explicit(loss_i, val_loss, params, n, lr):
+def explicit(loss_i, val_loss, params, n, lr, normalize=False):
     gv = torch.autograd.grad(val_loss(), params)
-    return np.array([lr * sum((a * b).sum() for a, b in zip(torch.autograd.grad(loss_i(i), params), gv)).item()
-                     for i in range(n)])
+    out = []
+    for i in range(n):
+        gi = torch.autograd.grad(loss_i(i), params)
+        dot = sum((a * b).sum() for a, b in zip(gi, gv)).item()
+        norm = float(torch.sqrt(sum((a * a).sum() for a in gi))) if normalize else 1.0
+        out.append(lr * dot / norm)
+    return np.array(out)
 
 
 def test_classifier_head_credit_matches_per_image_gradients():
@@ -28,12 +33,13 @@ def test_classifier_head_credit_matches_per_image_gradients():
     x, y = torch.rand(12, 1, 8, 8, dtype=torch.float64), torch.randint(0, 10, (12,))
     xv, yv = torch.rand(20, 1, 8, 8, dtype=torch.float64), torch.randint(0, 10, (20,))
     head = m.classifier[-1]
-    got = tracin_credit(m, [head], lambda idx: F.cross_entropy(m(x[idx]), y[idx], reduction="none"),
-                        lambda: F.cross_entropy(m(xv), yv), 12, lr=0.5, chunk=5)
-    ref = explicit(lambda i: F.cross_entropy(m(x[i:i + 1]), y[i:i + 1]), lambda: F.cross_entropy(m(xv), yv),
-                   list(head.parameters()), 12, 0.5)
-    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-15)
-    assert np.abs(ref).max() > 1e-4      # not trivially zero
+    for normalize in (False, True):
+        got = tracin_credit(m, [head], lambda idx: F.cross_entropy(m(x[idx]), y[idx], reduction="none"),
+                            lambda: F.cross_entropy(m(xv), yv), 12, lr=0.5, chunk=5, normalize=normalize)
+        ref = explicit(lambda i: F.cross_entropy(m(x[i:i + 1]), y[i:i + 1]), lambda: F.cross_entropy(m(xv), yv),
+                       list(head.parameters()), 12, 0.5, normalize)
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-15)
+        assert np.abs(ref).max() > 1e-4      # not trivially zero
 
 
 def test_detector_heads_credit_matches_per_image_gradients():
@@ -47,11 +53,19 @@ def test_detector_heads_credit_matches_per_image_gradients():
     one = lambda i: {k: v[i:i + 1] for k, v in t.items()}  # noqa: E731
     for i in range(6):   # per-image losses equal the batch loss of that image alone
         assert torch.allclose(detection_losses(net(x[i:i + 1]), one(i))[0], detection_loss(net(x[i:i + 1]), one(i)))
-    got = tracin_credit(net, heads, lambda idx: detection_losses(net(x[idx]), {k: v[idx] for k, v in t.items()}),
-                        lambda: detection_loss(net(xv), vt), 6, lr=1.0, chunk=4)
-    ref = explicit(lambda i: detection_loss(net(x[i:i + 1]), one(i)), lambda: detection_loss(net(xv), vt),
-                   [p for h in heads for p in h.parameters()], 6, 1.0)
-    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+    for normalize in (False, True):
+        got = tracin_credit(net, heads, lambda idx: detection_losses(net(x[idx]), {k: v[idx] for k, v in t.items()}),
+                            lambda: detection_loss(net(xv), vt), 6, lr=1.0, chunk=4, normalize=normalize)
+        ref = explicit(lambda i: detection_loss(net(x[i:i + 1]), one(i)), lambda: detection_loss(net(xv), vt),
+                       [p for h in heads for p in h.parameters()], 6, 1.0, normalize)
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_credit_refuses_heads_that_are_not_pointwise_linear():
+    m = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
+    with pytest.raises(ValueError, match="expected nn.Linear or 1×1 nn.Conv2d"):
+        tracin_credit(m, [m[0]], lambda idx: m(torch.zeros(1, 1, 4, 4)).sum((1, 2, 3)), lambda: m(torch.zeros(1, 1, 4, 4)).sum(),
+                      1, lr=1.0)
 
 
 def test_checkpoint_steps_spread_over_the_run():

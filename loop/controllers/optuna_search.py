@@ -51,6 +51,9 @@ class OptunaOptions:
     """Random trials before the model-based sampler takes over."""
     start_from_default: bool = True
     """Enqueue the space's default θ as the first trial of a new study."""
+    sigma0: float | None = None
+    """CMA-ES only: the initial step, as a fraction of each θ entry's box (None: Optuna's 1/6).
+    A small step searches around the config's θ and widens only as the scores carry it."""
 
     def check(self, name: str) -> None:
         check_choice(f"{name}.sampler", self.sampler, SAMPLERS)
@@ -61,6 +64,10 @@ class OptunaOptions:
         check_number(f"{name}.n_startup_trials", self.n_startup_trials, low=0, integer=True)
         if not isinstance(self.start_from_default, bool):
             raise ValueError(f"{name}.start_from_default: expected true or false, got {self.start_from_default!r}")
+        if self.sigma0 is not None:
+            check_number(f"{name}.sigma0", self.sigma0, low=0, low_open=True, high=1)
+            if self.sampler != "cmaes":
+                raise ValueError(f"{name}.sigma0: expected only with sampler 'cmaes', got sampler {self.sampler!r}")
         missing = [m for m in _SAMPLER_NEEDS[self.sampler] if importlib.util.find_spec(m) is None]
         if missing:
             raise ValueError(f"{name}.sampler: {self.sampler!r} needs the optional package(s) {missing}, "
@@ -104,7 +111,12 @@ class OptunaController(Controller):
         if o.sampler == "tpe":
             return s.TPESampler(seed=seed, n_startup_trials=o.n_startup_trials, multivariate=True)
         if o.sampler == "cmaes":
-            return s.CmaEsSampler(seed=seed, n_startup_trials=o.n_startup_trials, x0=self._params(self.default))
+            import warnings
+
+            with warnings.catch_warnings():   # x0 and sigma0 are deprecated (Optuna 4.9) but still the way in
+                warnings.simplefilter("ignore", FutureWarning)
+                return s.CmaEsSampler(seed=seed, n_startup_trials=o.n_startup_trials, x0=self._params(self.default),
+                                      sigma0=o.sigma0)
         return s.GPSampler(seed=seed, n_startup_trials=o.n_startup_trials)
 
     # ---- propose: ask k trials from a freshly seeded sampler ---------------------------------

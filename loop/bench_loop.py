@@ -1,0 +1,323 @@
+"""``dropt bench loop``: does the loop end with better data than the distribution written by hand?
+
+For each task (the real UCI digits; the hidden shapes target) and each controller, over several
+search seeds: one ``dropt run`` process per (task, controller, seed), its selected distribution
+retrained with ``final_seeds`` training seeds at the final fidelity and scored on real val and
+TEST. Printed per controller: the mean and a 95 % t-interval over search seeds of real val and
+TEST, the evaluations (trainings) the search used, and the wall time per run. Beside them:
+
+- ``prior``: the config's own θ with no search (one evaluation, then the same retraining);
+- ``random``: plain wide domain randomization;
+- for shapes, the oracle — a detector trained on as many images of the target domain itself,
+  camera model included, at the same final fidelity — with every TEST figure's ratio to it,
+  and the target's own θ rendered without its camera model, as a reference.
+
+One plot (``curves.png``): the best real-val score found against evaluations, one line per
+controller with its interval over seeds. Runs are directories under ``--out``: a finished run
+(``best.json``) is skipped when the benchmark is run again, a killed one is resumed, so the
+benchmark survives an interruption. Real TEST is only ever read from the final retrainings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import ConfigError, load_config
+
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    config: str
+    overrides: tuple[str, ...]
+    """The benchmark's fidelity and budget (``--set`` of every run of this task)."""
+    quick: tuple[str, ...]
+    """Replaces ``overrides`` with ``--quick``."""
+    oracle: bool = False
+
+
+TASKS = {
+    "digits": Task("digits", "experiments/digits/default.toml",
+                   ("evaluator.images=800", "evaluator.steps=500", "evaluator.final_images=1600",
+                    "evaluator.final_steps=1000", "loop.budget=15", "loop.candidates=4"),
+                   ("evaluator.images=300", "evaluator.steps=200", "evaluator.final_images=600",
+                    "evaluator.final_steps=400", "loop.budget=6", "loop.candidates=4")),
+    "shapes": Task("shapes", "experiments/shapes/default.toml",
+                   ("evaluator.images=300", "evaluator.steps=150", "evaluator.final_images=600",
+                    "evaluator.final_steps=300", "loop.budget=20"),
+                   ("evaluator.images=200", "evaluator.steps=100", "evaluator.final_images=400",
+                    "evaluator.final_steps=200", "loop.budget=5", "loop.candidates=2"), oracle=True),
+}
+
+#: benchmark name → (dropt optimizer, extra --set overrides)
+CONTROLLERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "prior": ("random", ("loop.options.widen=false", "loop.budget=1", "loop.candidates=1")),
+    "random": ("random", ()),
+    "reinforce": ("reinforce", ()),
+    "credit": ("credit", ()),
+    "tpe": ("optuna", ('loop.options.sampler="tpe"',)),
+    "cmaes": ("optuna", ('loop.options.sampler="cmaes"', "loop.options.sigma0=0.05", "loop.options.n_startup_trials=0")),
+}
+DEFAULT_CONTROLLERS = tuple(CONTROLLERS)
+LEARNERS = ("reinforce", "credit", "tpe", "cmaes")
+
+
+@dataclass
+class Plan:
+    tasks: tuple[str, ...]
+    controllers: tuple[str, ...]
+    seeds: tuple[int, ...]
+    quick: bool
+    out: Path
+    extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def overrides(self, task: str, controller: str) -> list[str]:
+        t = TASKS[task]
+        return [*(t.quick if self.quick else t.overrides), *CONTROLLERS[controller][1], *self.extra.get(task, ())]
+
+    def run_dir(self, task: str, controller: str, seed: int) -> Path:
+        return self.out / task / f"{controller}-s{seed}"
+
+
+def check_plan(plan: Plan) -> None:
+    """Every run's config is loaded (and so validated) before the first one starts."""
+    for name in plan.tasks:
+        if name not in TASKS:
+            raise ConfigError(f"--tasks: expected names among {sorted(TASKS)}, got {name!r}")
+    for name in plan.controllers:
+        if name not in CONTROLLERS:
+            raise ConfigError(f"--controllers: expected names among {sorted(CONTROLLERS)}, got {name!r}")
+    for task in plan.tasks:
+        for c in plan.controllers:
+            load_config(TASKS[task].config, [*plan.overrides(task, c), f'loop.optimizer="{CONTROLLERS[c][0]}"'])
+
+
+# --------------------------------------------------------------------------------------------
+# Running (skip what finished, resume what was killed)
+# --------------------------------------------------------------------------------------------
+
+def run_one(plan: Plan, task: str, controller: str, seed: int, log: Callable[[str], None]) -> dict[str, Any]:
+    out = plan.run_dir(task, controller, seed)
+    if (out / "best.json").is_file():
+        return json.loads((out / "best.json").read_text())
+    base = [sys.executable, "-c", "import sys; from loop.cli import main; sys.exit(main())", "run"]
+    if (out / "checkpoint" / "state.json").is_file():
+        log(f"  {task}/{controller} seed {seed}: resuming {out}")
+        cmd = [*base, "--resume", str(out)]
+    else:
+        if out.exists():                              # killed before its first checkpoint
+            import shutil
+
+            shutil.rmtree(out)
+        cmd = [*base, TASKS[task].config, "--optimizer", CONTROLLERS[controller][0], "--seed", str(seed),
+               "--out", str(out)]
+        for kv in plan.overrides(task, controller):
+            cmd += ["--set", kv]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise RuntimeError(f"{task}/{controller} seed {seed} failed (exit {proc.returncode}): " + " | ".join(tail))
+    best = json.loads((out / "best.json").read_text())
+    log(f"  {task}/{controller} seed {seed}: val {best['val']:.4f}  TEST {best['test']:.4f}  "
+        f"({time.perf_counter() - t0:.0f} s)")
+    return best
+
+
+def curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(evaluations used, best real-val score so far) after each round, as the run selects: a θ
+    proposed several times in a round counts by the mean of its copies."""
+    rows = [json.loads(x) for x in (run_dir / "rounds.jsonl").read_text().splitlines() if x.strip()]
+    xs, ys, best, used = [], [], -math.inf, 0
+    for r in sorted({row["round"] for row in rows}):
+        groups: dict[str, list[float]] = {}
+        for row in (x for x in rows if x["round"] == r):
+            used += 1
+            if row["score"] is not None:
+                groups.setdefault(json.dumps(row["theta"], sort_keys=True), []).append(row["score"])
+        for scores in groups.values():
+            best = max(best, float(np.mean(scores)))
+        xs.append(used)
+        ys.append(best)
+    return np.asarray(xs), np.asarray(ys)
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of a 95 % t-interval (0 for one value)."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < 2:
+        return float(v.mean()), 0.0
+    return float(v.mean()), T975.get(len(v) - 1, 1.96) * float(v.std(ddof=1)) / math.sqrt(len(v))
+
+
+# --------------------------------------------------------------------------------------------
+# References for the shapes target: the oracle and the target's own θ
+# --------------------------------------------------------------------------------------------
+
+def shapes_references(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
+    """Oracle (target-domain images, camera included) and the target's θ (no camera), each
+    trained with the final fidelity and seeds of the shapes runs, scored on real val and TEST."""
+    path = plan.out / "shapes" / ("references-quick.json" if plan.quick else "references.json")
+    if path.is_file():
+        return json.loads(path.read_text())
+    from generator.base import derive_seed, render_dataset
+
+    from .runner import FINAL_KEY
+    from .target import apply_camera_model, target_settings
+    from .tasks import CandidateJob, evaluate_job, fidelity, load_real
+
+    cfg = load_config(TASKS["shapes"].config, plan.overrides("shapes", "prior"))
+    real = load_real(cfg, log=log)
+    target_cfg = load_config(cfg.evaluator.target_config)
+    camera = target_settings(target_cfg).camera
+    gen = target_cfg.build_generator()
+    fid = fidelity(cfg.evaluator, final=True)
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for name, with_camera in (("oracle", True), ("target_theta", False)):
+        vals, tests = [], []
+        for seed in plan.seeds:        # one training per search seed, with that run's first final seed
+            for i in range(1):
+                s = derive_seed(seed, FINAL_KEY, i)
+                ds = render_dataset(gen, gen.space.to_vector(), fid.images, derive_seed(s, 0x0AC1E))
+                if with_camera:
+                    ds.images = [apply_camera_model(im, np.random.default_rng(derive_seed(s, 2, j)), **camera)
+                                 for j, im in enumerate(ds.images)]
+                res = evaluate_job(CandidateJob(cfg.evaluator, ds, fid, s, ("score",), splits=("val", "test")), real)
+                vals.append(res.extras[f"val_{cfg.evaluator.score}"])
+                tests.append(res.extras[f"test_{cfg.evaluator.score}"])
+        out[name] = {"val": vals, "test": tests}
+        log(f"  shapes/{name}: val {np.mean(vals):.4f}  TEST {np.mean(tests):.4f}  ({len(tests)} trainings)")
+    gen.close()
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark
+# --------------------------------------------------------------------------------------------
+
+def bench_loop(plan: Plan, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    check_plan(plan)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {"quick": plan.quick, "seeds": list(plan.seeds), "tasks": {}}
+    for task in plan.tasks:
+        log(f"{task}: {len(plan.controllers)} controllers × {len(plan.seeds)} search seeds "
+            f"({' '.join(TASKS[task].quick if plan.quick else TASKS[task].overrides)})")
+        rows = {}
+        for c in plan.controllers:
+            runs = [run_one(plan, task, c, s, log) for s in plan.seeds]
+            curves = [curve(plan.run_dir(task, c, s)) for s in plan.seeds]
+            rows[c] = summarise(runs, curves)
+        entry: dict[str, Any] = {"metric": runs[0]["metric"], "controllers": rows}
+        if TASKS[task].oracle:
+            ref = shapes_references(plan, log)
+            entry["references"] = {k: {"val": interval(v["val"]), "test": interval(v["test"])}
+                                   for k, v in ref.items() if isinstance(v, dict)}
+            oracle = float(np.mean(ref["oracle"]["test"]))
+            for row in rows.values():
+                row["test_over_oracle"] = row["test"][0] / oracle if oracle > 0 else None
+        entry["sample_efficiency"] = sample_efficiency(rows)
+        result["tasks"][task] = entry
+    result["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    result["plot"] = str(plot_curves(result, plan.out / ("curves-quick.png" if plan.quick else "curves.png")))
+    return result
+
+
+def summarise(runs: list[dict[str, Any]], curves: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    xs = curves[0][0]
+    ys = np.array([np.interp(xs, x, y) for x, y in curves])
+    return {"val": interval([r["val"] for r in runs]), "test": interval([r["test"] for r in runs]),
+            "val_per_seed": [r["val"] for r in runs], "test_per_seed": [r["test"] for r in runs],
+            "evaluations": int(xs[-1]) if len(xs) else 0,
+            "wall_seconds": float(np.mean([r["timing"]["run_wall"] for r in runs])),
+            "selected": [r["selected"] for r in runs],
+            "curve": {"evaluations": xs.tolist(), "mean": ys.mean(0).tolist(),
+                      "half_width": [interval(list(col))[1] for col in ys.T]}}
+
+
+def sample_efficiency(rows: dict[str, Any]) -> dict[str, Any]:
+    """For each learner: the evaluations at which its mean best-val curve first reaches TPE's
+    final mean best val, and that as a share of TPE's evaluations."""
+    if "tpe" not in rows:
+        return {}
+    goal, tpe_evals = rows["tpe"]["curve"]["mean"][-1], rows["tpe"]["evaluations"]
+    out = {"tpe_final_best_val": goal, "tpe_evaluations": tpe_evals}
+    for name in LEARNERS:
+        if name in rows and name != "tpe":
+            cv = rows[name]["curve"]
+            hit = next((x for x, y in zip(cv["evaluations"], cv["mean"]) if y >= goal), None)
+            out[name] = {"evaluations": hit, "share_of_tpe": None if hit is None else hit / tpe_evals}
+    return out
+
+
+def plot_curves(result: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = result["tasks"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
+    for ax, (task, entry) in zip(axes[0], tasks.items()):
+        for name, row in entry["controllers"].items():
+            cv = row["curve"]
+            x, m, h = np.asarray(cv["evaluations"]), np.asarray(cv["mean"]), np.asarray(cv["half_width"])
+            if len(x) == 1:
+                ax.axhline(m[0], ls=":", lw=1.2, label=f"{name} (no search)", color="grey" if name == "prior" else None)
+                continue
+            ax.plot(x, m, label=name, lw=1.6)
+            ax.fill_between(x, m - h, m + h, alpha=0.15)
+        ax.set_title(f"{task}: best real-val {entry['metric']} found (mean, 95 % CI over seeds)", fontsize=9)
+        ax.set_xlabel("evaluations (trainings)")
+        ax.set_ylabel(f"best real-val {entry['metric']}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = []
+    for task, entry in result["tasks"].items():
+        m = entry["metric"]
+        lines.append(f"\n{task} (real {m}; mean ± 95 % CI over {len(result['seeds'])} search seeds, each the mean "
+                     f"of its final retrainings)")
+        head = f"{'controller':<11} {'val':>16} {'TEST':>16} {'evals':>6} {'wall s':>7}"
+        if "references" in entry:
+            head += f" {'TEST/oracle':>11}"
+        lines.append(head)
+        for name, row in entry["controllers"].items():
+            line = (f"{name:<11} {row['val'][0]:8.4f} ± {row['val'][1]:.4f} {row['test'][0]:8.4f} ± {row['test'][1]:.4f} "
+                    f"{row['evaluations']:6d} {row['wall_seconds']:7.0f}")
+            if "test_over_oracle" in row:
+                line += f" {100 * row['test_over_oracle']:10.1f}%"
+            lines.append(line)
+        for name, ref in entry.get("references", {}).items():
+            lines.append(f"{name:<11} {ref['val'][0]:8.4f} ± {ref['val'][1]:.4f} {ref['test'][0]:8.4f} ± "
+                         f"{ref['test'][1]:.4f}   (reference)")
+        eff = entry.get("sample_efficiency", {})
+        if eff:
+            parts = [f"{k}: {v['evaluations']} ({100 * v['share_of_tpe']:.0f} %)" if v["evaluations"] else f"{k}: never"
+                     for k, v in eff.items() if isinstance(v, dict)]
+            lines.append(f"evaluations to reach TPE's final best val {eff['tpe_final_best_val']:.4f} "
+                         f"(TPE used {eff['tpe_evaluations']}): " + ", ".join(parts))
+    lines.append(f"\nwall time {result['wall_seconds']:.0f} s; plot {result['plot']}")
+    return "\n".join(lines)
