@@ -66,11 +66,12 @@ CONTROLLERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "random": ("random", ()),
     "reinforce": ("reinforce", ()),
     "credit": ("credit", ()),
+    "descent": ("attribute-descent", ()),
     "tpe": ("optuna", ('loop.options.sampler="tpe"',)),
     "cmaes": ("optuna", ('loop.options.sampler="cmaes"', "loop.options.sigma0=0.05", "loop.options.n_startup_trials=0")),
 }
 DEFAULT_CONTROLLERS = tuple(CONTROLLERS)
-LEARNERS = ("reinforce", "credit", "tpe", "cmaes")
+LEARNERS = ("reinforce", "credit", "descent", "tpe", "cmaes")
 
 
 @dataclass

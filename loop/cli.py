@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="a small version for a first look (about 15 minutes)")
     b.add_argument("--tasks", default="digits,shapes", help="comma-separated (default digits,shapes)")
     b.add_argument("--controllers", default=None,
-                   help="comma-separated (default prior,random,reinforce,credit,tpe,cmaes)")
+                   help="comma-separated (default prior,random,reinforce,credit,descent,tpe,cmaes)")
     b.add_argument("--seeds", default=None, help="search seeds, comma-separated (default 0,1,2; --quick 0,1)")
     b.add_argument("--out", default=None, help="run directories (default out/bench-loop, --quick out/bench-loop-quick)")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

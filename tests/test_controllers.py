@@ -150,6 +150,37 @@ class TestADR(ControllerConformance):
 class TestAttributeDescent(ControllerConformance):
     controller_name = "attribute-descent"
 
+    def test_moves_include_widening_and_narrowing_a_range_about_its_centre(self):
+        space = toy_space()
+        c = self.make(space, 0)
+        size = space.slice_of("size")
+        spread = [m for m, (g, sign) in enumerate(c.moves) if c.groups[g] == ([size.start, size.start + 1], "spread")]
+        assert len(spread) == 2
+        u0 = c.incumbent[size].copy()
+        for m in spread:
+            u = c._moved(m)[size]
+            sign = c.moves[m][1]
+            assert np.isclose(u.mean(), u0.mean())                      # centre kept
+            assert (u[1] - u[0]) - (u0[1] - u0[0]) == pytest.approx(2 * sign * c.step)
+
+    def test_paired_comparison_uses_the_incumbents_score_of_the_same_round(self):
+        space = toy_space()
+        c = self.make(space, 0)
+        thetas = c.propose(2)                 # the incumbent and one move
+        c.update(thetas, [Feedback(score=0.9), Feedback(score=0.1)])
+        thetas = c.propose(2)
+        incumbent = c.incumbent.copy()
+        # the move scores below the incumbent's mean so far (0.9, 0.2 → 0.55) but above this round's 0.2
+        c.update(thetas, [Feedback(score=0.2), Feedback(score=0.3)])
+        assert not np.array_equal(c.incumbent, incumbent)
+        mean_based = make_controller("attribute-descent", space, seed=0, compare="mean")
+        t = mean_based.propose(2)
+        mean_based.update(t, [Feedback(score=0.9), Feedback(score=0.1)])
+        t = mean_based.propose(2)
+        before = mean_based.incumbent.copy()
+        mean_based.update(t, [Feedback(score=0.2), Feedback(score=0.3)])
+        np.testing.assert_array_equal(mean_based.incumbent, before)
+
 
 class TestOptunaTPE(ControllerConformance):
     controller_name = "optuna"

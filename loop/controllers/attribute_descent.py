@@ -1,13 +1,19 @@
 """Attribute descent (Yao et al., "Simulating content consistent vehicle datasets with attribute
 descent", ECCV 2020): greedy coordinate-wise search over the parameters' means.
 
-The incumbent starts at the space's default θ. A *move* shifts one attribute by ±step in
-unit-box coordinates: a uniform / log-uniform range slides as a whole (width kept), a truncated
-normal or count shifts its mean, a categorical raises or lowers one logit. Moves are tried in
-a random order (a fresh permutation per cycle); each round proposes the incumbent once (so its
-score is an average that noise cannot inflate forever) and k − 1 moves. The best move that
-beats the incumbent's mean score is kept and tried again next round (keep going while it
-helps); after a whole cycle of moves without improvement the step shrinks.
+The incumbent starts at the space's default θ. A *move* changes one attribute by a step in
+unit-box coordinates: a uniform / log-uniform range slides as a whole (width kept) or widens
+or narrows about its centre, a truncated normal or count shifts its mean or its spread, a
+categorical raises or lowers one logit. (How much a knob is randomised matters as much as
+where: on the real digits, wider elastic and shear ranges are the gains.) Moves are tried in
+a random order (a fresh permutation per cycle); each round proposes the incumbent once and
+k − 1 moves. The best move that beats the incumbent is kept and tried again next round (keep
+going while it helps); after a whole cycle of moves without improvement the step shrinks.
+
+``compare = "paired"`` (the default) compares each move with the incumbent's score *of the
+same round*: the runner gives a round's candidates common random numbers (the same images'
+seeds and the same training seed), so the difference is θ's effect with most of the training
+noise cancelled. ``"mean"`` compares with the mean of the incumbent's scores so far.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import numpy as np
 from generator.space import Categorical, IntCount, ParameterSpace, TruncatedNormal, Uniform
 
 from ._common import Box, match_pending
-from .base import Controller, Feedback, check_number
+from .base import Controller, Feedback, check_choice, check_number
 
 INCUMBENT = -1
 
@@ -35,7 +41,12 @@ class AttributeDescentOptions:
     min_step: float = 0.01
     """The step never shrinks below this."""
     reevaluate: bool = True
-    """Re-score the incumbent every round (when k ≥ 2) and compare moves to its mean score."""
+    """Re-score the incumbent every round (when k ≥ 2)."""
+    compare: str = "paired"
+    """"paired": a move against the incumbent's score of the same round (common random
+    numbers); "mean": against the mean of the incumbent's scores so far."""
+    widths: bool = True
+    """Also move the spread of ranges and normals (widen/narrow), not only their position."""
 
     def check(self, name: str) -> None:
         check_number(f"{name}.step", self.step, low=0, low_open=True, high=1)
@@ -43,21 +54,30 @@ class AttributeDescentOptions:
         check_number(f"{name}.min_step", self.min_step, low=0, low_open=True, high=self.step)
         if not isinstance(self.reevaluate, bool):
             raise ValueError(f"{name}.reevaluate: expected true or false, got {self.reevaluate!r}")
+        check_choice(f"{name}.compare", self.compare, ("paired", "mean"))
+        if not isinstance(self.widths, bool):
+            raise ValueError(f"{name}.widths: expected true or false, got {self.widths!r}")
 
 
-def attribute_groups(space: ParameterSpace) -> list[list[int]]:
-    """θ indices that move together: a range's two ends, a mean, or one logit."""
+SLIDE, SPREAD = "slide", "spread"
+
+
+def attribute_groups(space: ParameterSpace, widths: bool = True) -> list[tuple[list[int], str]]:
+    """θ indices that move together, and how: a range's two ends (slide; with ``widths`` also
+    spread), a normal's mean (slide) and log-std (spread), or one logit."""
     groups, start = [], 0
     for p in space.learned:
         fam = p.family
         if isinstance(fam, Uniform):
-            groups.append([start, start + 1])
+            groups.append(([start, start + 1], SLIDE))
+            if widths:
+                groups.append(([start, start + 1], SPREAD))
         elif isinstance(fam, (TruncatedNormal, IntCount)):
-            groups.append([start])                          # the mean; log_std stays
-        elif isinstance(fam, Categorical):
-            groups.extend([start + j] for j in range(fam.dim))
-        else:
-            groups.extend([start + j] for j in range(fam.dim))
+            groups.append(([start], SLIDE))
+            if widths:
+                groups.append(([start + 1], SLIDE))          # log-std: its own coordinate
+        else:                                               # categorical logits and anything else
+            groups.extend(([start + j], SLIDE) for j in range(fam.dim))
         start += fam.dim
     return groups
 
@@ -72,7 +92,7 @@ class AttributeDescent(Controller):
     def __init__(self, space: ParameterSpace, *, seed: int, **options):
         super().__init__(space, seed=seed, **options)
         self.box = Box(space)
-        self.groups = attribute_groups(space)
+        self.groups = attribute_groups(space, self.options.widths)
         self.moves = [(g, s) for g in range(len(self.groups)) for s in (1, -1)]
         self.incumbent = self.box.to_unit(space.clip(space.to_vector()))
         self.incumbent_scores: list[float] = []
@@ -84,13 +104,20 @@ class AttributeDescent(Controller):
     def _moved(self, m: int) -> np.ndarray | None:
         """The incumbent after move m, or None when the box stops it entirely."""
         group, sign = self.moves[m]
-        idx = self.groups[group]
-        room = 1.0 - self.incumbent[idx].max() if sign > 0 else self.incumbent[idx].min()
+        idx, kind = self.groups[group]
+        u = self.incumbent.copy()
+        if kind == SLIDE:
+            direction = np.full(len(idx), float(sign))
+        else:                                   # spread a range about its centre: ends apart (+) or together (−)
+            lo_first = u[idx[0]] <= u[idx[1]]
+            direction = np.array([-1.0, 1.0] if lo_first else [1.0, -1.0]) * sign
+        room = min((1.0 - u[i]) if d > 0 else u[i] for i, d in zip(idx, direction))
+        if kind == SPREAD and sign < 0:
+            room = min(room, abs(u[idx[1]] - u[idx[0]]) / 2)
         delta = min(self.step, max(room, 0.0))
         if delta <= 1e-12:
             return None
-        u = self.incumbent.copy()
-        u[idx] += sign * delta
+        u[idx] += direction * delta
         return u
 
     # ---- propose: the incumbent plus the next moves ------------------------------------------
@@ -117,6 +144,7 @@ class AttributeDescent(Controller):
     # ---- update: keep the best improving move, else count towards shrinking the step ---------
     def _update(self, thetas: list[np.ndarray], feedback: list[Feedback]) -> None:
         tried: list[tuple[float, int, np.ndarray]] = []
+        this_round: list[float] = []
         for theta, fb in zip(thetas, feedback):
             hit = match_pending(self.pending, theta)
             if hit is None or not math.isfinite(fb.score):
@@ -124,10 +152,14 @@ class AttributeDescent(Controller):
             m, u = hit
             if m == INCUMBENT:
                 self.incumbent_scores.append(float(fb.score))
+                this_round.append(float(fb.score))
             else:
                 tried.append((float(fb.score), m, u))
         self.pending = []
-        reference = np.mean(self.incumbent_scores) if self.incumbent_scores else -math.inf
+        if self.options.compare == "paired" and this_round:
+            reference = float(np.mean(this_round))
+        else:
+            reference = np.mean(self.incumbent_scores) if self.incumbent_scores else -math.inf
         best = max(tried, key=lambda c: c[0], default=None)
         if best is not None and best[0] > reference:
             score, m, u = best

@@ -1,0 +1,63 @@
+"""dropt bench loop: its figures (intervals, best-val curves, sample efficiency) and its checks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from loop.bench_loop import Plan, check_plan, curve, interval, sample_efficiency, summarise
+from loop.cli import main
+from loop.config import ConfigError
+
+
+def test_interval_is_a_95_percent_t_interval():
+    m, h = interval([0.6, 0.7, 0.8])
+    assert m == pytest.approx(0.7) and h == pytest.approx(4.303 * 0.1 / math.sqrt(3))
+    assert interval([0.5]) == (0.5, 0.0)
+
+
+def write_rounds(path, rows):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_curve_counts_evaluations_and_takes_copies_by_their_mean(tmp_path):
+    a, b = {"x": 0.0}, {"x": 1.0}
+    write_rounds(tmp_path, [
+        {"round": 0, "candidate": 0, "score": 0.5, "theta": a}, {"round": 0, "candidate": 1, "score": 0.9, "theta": b},
+        {"round": 0, "candidate": 2, "score": 0.1, "theta": b},            # b's copies: mean 0.5
+        {"round": 1, "candidate": 0, "score": None, "theta": a}, {"round": 1, "candidate": 1, "score": 0.6, "theta": b},
+        {"round": 1, "candidate": 2, "score": 0.4, "theta": a}])
+    xs, ys = curve(tmp_path)
+    assert xs.tolist() == [3, 6] and ys.tolist() == [0.5, 0.6]
+
+
+def test_sample_efficiency_finds_where_a_learner_reaches_tpes_final_best():
+    def row(ys):
+        return {"evaluations": 4 * len(ys), "curve": {"evaluations": [4 * (i + 1) for i in range(len(ys))], "mean": ys}}
+    rows = {"tpe": row([0.5, 0.6, 0.7, 0.8]), "reinforce": row([0.7, 0.8, 0.9, 0.9]), "credit": row([0.1] * 4)}
+    eff = sample_efficiency(rows)
+    assert eff["tpe_final_best_val"] == 0.8 and eff["tpe_evaluations"] == 16
+    assert eff["reinforce"] == {"evaluations": 8, "share_of_tpe": 0.5}
+    assert eff["credit"] == {"evaluations": None, "share_of_tpe": None}
+
+
+def test_summarise_averages_curves_over_seeds(tmp_path):
+    runs = [{"val": v, "test": v - 0.05, "timing": {"run_wall": 10.0}, "selected": "x"} for v in (0.6, 0.8)]
+    curves = [(np.array([4, 8]), np.array([0.5, 0.6])), (np.array([4, 8]), np.array([0.7, 0.8]))]
+    s = summarise(runs, curves)
+    assert s["val"][0] == pytest.approx(0.7) and s["test"][0] == pytest.approx(0.65)
+    assert s["curve"]["mean"] == pytest.approx([0.6, 0.7]) and s["evaluations"] == 8
+
+
+def test_bad_names_are_refused_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="--tasks: expected names among"):
+        check_plan(Plan(("nope",), ("prior",), (0,), True, tmp_path))
+    with pytest.raises(ConfigError, match="--controllers: expected names among"):
+        check_plan(Plan(("digits",), ("magic",), (0,), True, tmp_path))
+    assert main(["bench", "loop", "--quick", "--controllers", "magic", "--out", str(tmp_path)]) == 2
+    assert "--controllers: expected names among" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
