@@ -202,6 +202,12 @@ def _opt_int(raw: dict, key: str, lo: int, prefix: str) -> int | None:
     return None if raw.get(key) is None else _int(raw, key, 0, lo, prefix)
 
 
+def _options(raw: Any, name: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: expected a table of keyword options, got {type(raw).__name__}")
+    return dict(raw)
+
+
 def _opt_bool(raw: dict, key: str, prefix: str) -> bool | None:
     v = raw.get(key)
     if v is not None and not isinstance(v, bool):
@@ -222,16 +228,14 @@ def _evaluator(raw: Any) -> EvaluatorSettings:
         device=_str(raw, "device", d.device, p), width=_opt_int(raw, "width", 4, p),
         gap_images=_int(raw, "gap_images", d.gap_images, 2, p), final_seeds=_int(raw, "final_seeds", d.final_seeds, 1, p),
         final_steps=_opt_int(raw, "final_steps", 1, p), final_images=_opt_int(raw, "final_images", 1, p),
-        options=dict(_table(raw.get("options", {}), "evaluator.options", set(raw.get("options", {}) or {}))),
+        options=_options(raw.get("options", {}), "evaluator.options"),
         ray=_opt_bool(raw, "ray", p))
 
 
 def _loop(raw: Any) -> LoopSettings:
     d = LoopSettings()
     raw = _table(raw, "loop", set(vars(d)))
-    options = raw.get("options", {})
-    if not isinstance(options, dict):
-        raise ConfigError(f"loop.options: expected a table of controller options, got {type(options).__name__}")
+    options = _options(raw.get("options", {}), "loop.options")
     return LoopSettings(optimizer=_str(raw, "optimizer", d.optimizer, "loop."),
                         budget=_int(raw, "budget", d.budget, 1, "loop."),
                         candidates=_int(raw, "candidates", d.candidates, 1, "loop."), options=dict(options))

@@ -32,8 +32,8 @@ from .controllers import Controller, Feedback, make_controller
 from .render_pool import RenderPool, ensure_ray
 from .run_dir import RunDir
 from .signals import SIGNALS, get_signals
-from .tasks import (CandidateJob, CandidateResult, check_evaluator, concat, evaluate_job, fidelity, load_real,
-                    round_seeds)
+from .tasks import (CandidateJob, CandidateResult, check_evaluator, concat, evaluate_job, evaluator_class, fidelity,
+                    load_real, round_seeds)
 
 FINAL_KEY = 0xF17A1
 TASK_MODEL_KEY = 0xADD
@@ -119,6 +119,7 @@ class Loop:
         """Ray, the render actors (starting in the background), the real set, the evaluator check,
         the controller and the run directory (new, or restored from the checkpoint)."""
         cfg = self.cfg
+        evaluator_class(cfg.evaluator.task)       # a bad task name is one line before Ray starts
         self.use_ray = bool(cfg.render.workers > 0 or self.address or cfg.evaluator.ray)
         if cfg.evaluator.ray is False and (cfg.render.workers > 0 or self.address):
             raise ConfigError("evaluator.ray: expected true (or unset) when the render actors run on Ray "
