@@ -62,3 +62,11 @@ def test_real_step_renders_and_trains(tmp_path):
     _, reward, _, trunc, info = env.step(env.action_space.sample() * 0)
     assert 0.0 <= reward <= 1.0 and trunc and "val_ap50" in info["metrics"]
     env.close()
+
+
+def test_fixed_parameters_are_not_part_of_the_action_space():
+    env = DomainRandomizationEnv(ROOT / "experiments" / "digits" / "default.toml", evaluate=cheap_evaluate)
+    assert env.space.fixed_names == ["digit", "font"]
+    assert env.action_space.shape == (env.space.dim,) == (20,)
+    _, info = env.reset(seed=0)
+    assert not any(k.startswith(("digit.", "font.")) for k in info["theta"])
