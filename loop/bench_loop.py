@@ -82,6 +82,8 @@ class Plan:
     quick: bool
     out: Path
     extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    report_only: bool = False
+    """Aggregate the finished runs only; a controller with a missing run is left out (and said so)."""
 
     def overrides(self, task: str, controller: str) -> list[str]:
         t = TASKS[task]
@@ -166,10 +168,14 @@ def interval(values: list[float]) -> tuple[float, float]:
 # References for the shapes target: the oracle and the target's own θ
 # --------------------------------------------------------------------------------------------
 
+def _references_path(plan: Plan) -> Path:
+    return plan.out / "shapes" / ("references-quick.json" if plan.quick else "references.json")
+
+
 def shapes_references(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
     """Oracle (target-domain images, camera included) and the target's θ (no camera), each
     trained with the final fidelity and seeds of the shapes runs, scored on real val and TEST."""
-    path = plan.out / "shapes" / ("references-quick.json" if plan.quick else "references.json")
+    path = _references_path(plan)
     if path.is_file():
         return json.loads(path.read_text())
     from generator.base import derive_seed, render_dataset
@@ -219,13 +225,17 @@ def bench_loop(plan: Plan, *, log: Callable[[str], None] = print) -> dict[str, A
     for task in plan.tasks:
         log(f"{task}: {len(plan.controllers)} controllers × {len(plan.seeds)} search seeds "
             f"({' '.join(TASKS[task].quick if plan.quick else TASKS[task].overrides)})")
-        rows = {}
+        rows, skipped = {}, []
         for c in plan.controllers:
+            if plan.report_only and not all((plan.run_dir(task, c, s) / "best.json").is_file() for s in plan.seeds):
+                skipped.append(c)
+                log(f"  {task}/{c}: not run (--report-only), left out")
+                continue
             runs = [run_one(plan, task, c, s, log) for s in plan.seeds]
             curves = [curve(plan.run_dir(task, c, s)) for s in plan.seeds]
             rows[c] = summarise(runs, curves)
-        entry: dict[str, Any] = {"metric": runs[0]["metric"], "controllers": rows}
-        if TASKS[task].oracle:
+        entry: dict[str, Any] = {"metric": runs[0]["metric"], "controllers": rows, "not_run": skipped}
+        if TASKS[task].oracle and not (plan.report_only and not _references_path(plan).is_file()):
             ref = shapes_references(plan, log)
             entry["references"] = {k: {"val": interval(v["val"]), "test": interval(v["test"])}
                                    for k, v in ref.items() if isinstance(v, dict)}
@@ -235,7 +245,8 @@ def bench_loop(plan: Plan, *, log: Callable[[str], None] = print) -> dict[str, A
         entry["sample_efficiency"] = sample_efficiency(rows)
         result["tasks"][task] = entry
     result["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    result["plot"] = str(plot_curves(result, plan.out / ("curves-quick.png" if plan.quick else "curves.png")))
+    name = "curves" + ("-quick" if plan.quick else "") + ("" if plan.tasks == ("digits", "shapes") else f"-{'-'.join(plan.tasks)}")
+    result["plot"] = str(plot_curves(result, plan.out / f"{name}.png"))
     return result
 
 
@@ -311,6 +322,8 @@ def format_table(result: dict[str, Any]) -> str:
             if "test_over_oracle" in row:
                 line += f" {100 * row['test_over_oracle']:10.1f}%"
             lines.append(line)
+        if entry.get("not_run"):
+            lines.append(f"not run: {', '.join(entry['not_run'])}")
         for name, ref in entry.get("references", {}).items():
             lines.append(f"{name:<11} {ref['val'][0]:8.4f} ± {ref['val'][1]:.4f} {ref['test'][0]:8.4f} ± "
                          f"{ref['test'][1]:.4f}   (reference)")

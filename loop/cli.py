@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated (default prior,random,reinforce,credit,descent,tpe,cmaes)")
     b.add_argument("--seeds", default=None, help="search seeds, comma-separated (default 0,1,2; --quick 0,1)")
     b.add_argument("--out", default=None, help="run directories (default out/bench-loop, --quick out/bench-loop-quick)")
+    b.add_argument("--report-only", action="store_true",
+                   help="aggregate the finished runs only (a controller with a missing run is left out)")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return parser
 
@@ -298,14 +300,15 @@ def _bench_loop(args) -> int:
         return EXIT_USAGE
     out = Path(args.out or ("out/bench-loop-quick" if args.quick else "out/bench-loop"))
     plan = Plan(tasks=names(args.tasks, ()), controllers=names(args.controllers, DEFAULT_CONTROLLERS), seeds=seeds,
-                quick=args.quick, out=out)
+                quick=args.quick, out=out, report_only=args.report_only)
     log = (lambda m: print(m, file=sys.stderr, flush=True))
     try:
         res = bench_loop(plan, log=log)
     except RuntimeError as e:
         print(f"dropt bench loop: error: {e}", file=sys.stderr)
         return 1
-    (out / ("result-quick.json" if args.quick else "result.json")).write_text(json.dumps(res, indent=1))
+    name = "result" + ("-quick" if args.quick else "") + ("" if args.tasks == "digits,shapes" else f"-{'-'.join(plan.tasks)}")
+    (out / f"{name}.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res) if args.json else format_table(res))
     return 0
 
