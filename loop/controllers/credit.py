@@ -23,15 +23,10 @@ result.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import numpy as np
-
-from generator.space import ParameterSpace
-
-from ._common import Adam, Box, entropy_grad, score_function_grad
-from .base import Controller, Feedback, check_number
-from .metasim import pooled_by_theta
+from .base import check_number
+from .metasim import MetaSim
 
 
 @dataclass(frozen=True)
@@ -50,42 +45,13 @@ class CreditOptions:
         check_number(f"{name}.entropy_coef", self.entropy_coef, low=0)
 
 
-class CreditAscent(Controller):
-    """Score-function ascent of the expected per-image TracIn credit."""
+class CreditAscent(MetaSim):
+    """Score-function ascent of the expected per-image TracIn credit (``metasim``'s update on
+    another per-image signal, each candidate's credits standardised)."""
 
     name: ClassVar[str] = "credit"
     signals: ClassVar[frozenset[str]] = frozenset({"credit", "score"})
     final: ClassVar[str] = "best"
     Options: ClassVar[type] = CreditOptions
-
-    def __init__(self, space: ParameterSpace, *, seed: int, **options):
-        super().__init__(space, seed=seed, **options)
-        self.box = Box(space)
-        self.u = self.box.to_unit(space.clip(space.to_vector()))
-        self.opt = Adam(space.dim, self.options.lr, warmup=self.options.warmup)
-
-    def _propose(self, k: int) -> list[np.ndarray]:
-        return [self.box.to_theta(self.u) for _ in range(k)]
-
-    def _update(self, thetas: list[np.ndarray], feedback: list[Feedback]) -> None:
-        grads, weights = [], []
-        for theta, draws, credit in pooled_by_theta(thetas, feedback, "credit", standardise=True):
-            g = score_function_grad(self.space, theta, draws, credit)
-            if self.options.entropy_coef:
-                g = g + self.options.entropy_coef * entropy_grad(self.space, theta)
-            grads.append(g)
-            weights.append(len(credit))
-        if not grads:
-            return
-        grad = np.average(np.array(grads), axis=0, weights=weights)
-        self.u = np.clip(self.u + self.opt.step(grad * self.box.width), 0.0, 1.0)
-
-    def _current(self) -> np.ndarray:
-        return self.box.to_theta(self.u)
-
-    def _state(self) -> dict[str, Any]:
-        return {"u": self.u.tolist(), "opt": self.opt.state()}
-
-    def _load_state(self, d: dict[str, Any]) -> None:
-        self.u = np.asarray(d["u"], dtype=np.float64)
-        self.opt.load(d["opt"])
+    reward_signal: ClassVar[str] = "credit"
+    standardise_per_candidate: ClassVar[bool] = True

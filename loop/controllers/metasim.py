@@ -26,7 +26,7 @@ import numpy as np
 
 from generator.space import ParameterSpace
 
-from ._common import Adam, Box, GaussianPolicy, propose_from_policy, score_function_grad, update_from_scores
+from ._common import Adam, Box, GaussianPolicy, entropy_grad, propose_from_policy, score_function_grad, update_from_scores
 from .base import Controller, Feedback, check_number
 
 
@@ -77,6 +77,8 @@ class MetaSim(Controller):
     Options: ClassVar[type] = MetaSimOptions
     reward_signal: ClassVar[str] = "witness"
     """The per-image signal whose expectation the score-function ascent maximises."""
+    standardise_per_candidate: ClassVar[bool] = False
+    """Standardise each candidate's per-image values before pooling (their scales differ)."""
 
     def __init__(self, space: ParameterSpace, *, seed: int, **options):
         super().__init__(space, seed=seed, **options)
@@ -89,7 +91,9 @@ class MetaSim(Controller):
         return rewards
 
     def _extra_grad(self, theta: np.ndarray) -> np.ndarray:
-        return np.zeros(self.space.dim)
+        """``entropy_coef`` × ∇ entropy, for controllers whose options have that weight."""
+        coef = getattr(self.options, "entropy_coef", 0.0)
+        return coef * entropy_grad(self.space, theta) if coef else np.zeros(self.space.dim)
 
     # ---- propose: the current θ, k times ----------------------------------------------------
     def _propose(self, k: int) -> list[np.ndarray]:
@@ -98,7 +102,8 @@ class MetaSim(Controller):
     # ---- update: one Adam step on the score-function gradient --------------------------------
     def _update(self, thetas: list[np.ndarray], feedback: list[Feedback]) -> None:
         grads, weights = [], []
-        for theta, draws, rewards in pooled_by_theta(thetas, feedback, self.reward_signal):
+        for theta, draws, rewards in pooled_by_theta(thetas, feedback, self.reward_signal,
+                                                     self.standardise_per_candidate):
             g = score_function_grad(self.space, theta, draws, self._rewards(rewards))
             grads.append(g + self._extra_grad(theta))
             weights.append(len(rewards))

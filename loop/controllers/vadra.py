@@ -20,7 +20,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._common import entropy_grad
 from .base import check_number
 from .metasim import MetaSim
 
@@ -53,8 +52,3 @@ class VADRA(MetaSim):
     def _rewards(self, rewards: np.ndarray) -> np.ndarray:
         std = float(rewards.std())
         return (rewards - rewards.mean()) / std if std > 0 else np.zeros_like(rewards)
-
-    def _extra_grad(self, theta: np.ndarray) -> np.ndarray:
-        if self.options.entropy_coef == 0:
-            return np.zeros(self.space.dim)
-        return self.options.entropy_coef * entropy_grad(self.space, theta)
