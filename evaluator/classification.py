@@ -100,8 +100,9 @@ class ClassificationEvaluator(Evaluator):
 
             t_prep = time.perf_counter() - t0
             credit = np.zeros(len(dataset))
-            x_val = _to_input(self.real.val.stacked_images(), self.value_max).to(self.device)
-            y_val = torch.from_numpy(self.val_labels).to(self.device)
+            if "credit" in per_image:      # the real val set as tensors, only when credit is measured
+                x_val = _to_input(self.real.val.stacked_images(), self.value_max).to(self.device)
+                y_val = torch.from_numpy(self.val_labels).to(self.device)
 
             def add_credit(step: int, step_lr: float) -> None:
                 credit[:] += tracin_credit(
