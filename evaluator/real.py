@@ -60,10 +60,15 @@ def load_coco_real(root: str | Path, *, seed: int = 0, val_fraction: float = 0.5
     root = Path(root)
     if (root / "val" / "annotations.json").is_file() and (root / "test" / "annotations.json").is_file():
         val, test = Dataset.read_coco(root / "val"), Dataset.read_coco(root / "test")
-        if val.categories != test.categories:
+        if sorted(val.categories) != sorted(test.categories):
             raise DatasetError(f"{root}: expected val and test with the same categories, got "
                                f"{val.categories} and {test.categories}")
+        test = test.with_categories(val.categories)    # the same names, matched by name
         return RealSplits(val, test, f"{root} (pre-split)")
+    if any((root / s).is_dir() for s in ("val", "test")) and not (root / "annotations.json").is_file():
+        missing = [f"{s}/annotations.json" for s in ("val", "test") if not (root / s / "annotations.json").is_file()]
+        raise DatasetError(f"{root}: expected val/ and test/ with an annotations.json each (a pre-split set), "
+                           f"{missing[0]} not found")
     if not (root / "annotations.json").is_file():
         raise DatasetError(f"{root}: expected a COCO set (annotations.json + images) or val/ and test/ "
                            f"sub-directories holding one each, found neither")

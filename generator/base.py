@@ -106,7 +106,8 @@ def load_generator(spec: str, options: dict[str, Any]) -> Generator:
         cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"generator.name: expected an importable generator, got {spec!r} ({e})") from None
-    gen = cls(**options)
-    if not isinstance(gen, Generator):
-        raise ValueError(f"generator.name: expected a dropt Generator subclass, got {type(gen).__name__}")
-    return gen
+    # check what the path names before calling it: a config must not run an arbitrary callable
+    if not (isinstance(cls, type) and issubclass(cls, Generator)):
+        raise ValueError(f"generator.name: expected a dropt Generator subclass, got {spec!r} "
+                         f"({type(cls).__name__} {getattr(cls, '__name__', '')})")
+    return cls(**options)

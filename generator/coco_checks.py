@@ -23,6 +23,14 @@ def _is_id(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
+def _inside(root: Path, file_name: str) -> bool:
+    """``file_name`` names a file under ``root`` (no absolute path, no ``..`` out of it)."""
+    try:
+        return (root / file_name).resolve().is_relative_to(root.resolve())
+    except (OSError, ValueError):
+        return False
+
+
 def _check_ids(items: list, what: str, problems: list[str]) -> set:
     seen, ids = set(), set()
     for k, item in enumerate(items):
@@ -65,12 +73,15 @@ def check_coco(coco: Any, root: Path, source: Path) -> None:
         fn = im.get("file_name")
         if "file_name" in im and not isinstance(fn, str):
             problems.append(f"images[{k}].file_name: expected a string, got {fn!r}")
+        elif isinstance(fn, str) and not _inside(root, fn):
+            problems.append(f"images[{k}].file_name: expected a path inside the set's folder {root}, got {fn!r}")
         elif isinstance(fn, str) and not (root / fn).is_file():
             problems.append(f"images[{k}].file_name: expected an existing file, {root / fn} not found")
         w, h = im.get("width"), im.get("height")
-        if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0 and _is_id(im.get("id")):
+        good_size = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (w, h))
+        if good_size and _is_id(im.get("id")):
             sizes[im["id"]] = (w, h)
-        elif "width" in im and "height" in im:
+        elif "width" in im and "height" in im and not good_size:
             problems.append(f"images[{k}]: expected positive integer width and height, got {w!r}×{h!r}")
     _check_ids(coco["annotations"], "annotations", problems)
     for k, a in enumerate(coco["annotations"]):

@@ -11,8 +11,10 @@ The same dataset always gives the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -95,6 +97,15 @@ class Dataset:
                        dict(self.info), [self.depths[i] for i in idx] if self.depths is not None else None,
                        [self.file_names[i] for i in idx] if self.file_names is not None else None)
 
+    def with_categories(self, names: Sequence[str]) -> "Dataset":
+        """The same images with categories in the order ``names`` (the same names, matched by
+        name): a COCO set whose ids are permuted relative to a generator's is still that set."""
+        if sorted(names) != sorted(self.categories):
+            raise DatasetError(f"expected the categories {sorted(self.categories)}, got {sorted(names)}")
+        new_id = {i + 1: list(names).index(n) + 1 for i, n in enumerate(self.categories)}
+        anns = [[dataclasses.replace(o, category_id=new_id[o.category_id]) for o in objs] for objs in self.annotations]
+        return Dataset(list(self.images), anns, list(names), dict(self.info), self.depths, self.file_names)
+
     def stacked_images(self) -> np.ndarray:
         shapes = {im.shape for im in self.images}
         if len(shapes) > 1:
@@ -134,6 +145,38 @@ class Dataset:
         os.replace(tmp, ann_path)
         return ann_path
 
+    def write_coco_set(self, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write a whole COCO set to a folder that is new or empty (or, with ``overwrite``, that
+        is replaced). The set is written beside it first and renamed into place, so the folder
+        never holds a mix of an old and a new set; returns the annotations path."""
+        import shutil
+        import tempfile
+
+        out = Path(out_dir)
+        check_out_dir(out, overwrite=overwrite)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        except OSError as e:
+            raise DatasetError(f"--out: expected a folder dropt can write, {out.parent}: {e.strerror or e}") from None
+        try:
+            self.write_coco(tmp)
+            old = None
+            if out.exists():
+                old = out.with_name(f".{out.name}.old-{os.getpid()}")
+                os.replace(out, old)
+            os.replace(tmp, out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DatasetError(f"--out: could not write the set to {out} ({e.strerror or e}); nothing was "
+                               f"changed there") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out / "annotations.json"
+
     @classmethod
     def read_coco(cls, root: str | os.PathLike, annotations: str | os.PathLike | None = None) -> "Dataset":
         """Read a COCO set: ``root/annotations.json`` and image paths relative to ``root``.
@@ -172,9 +215,25 @@ class Dataset:
         depths = None
         depth_file = root / "depth" / "depth.npz"
         if depth_file.is_file():
-            with np.load(depth_file) as z:
-                depths = [z[k].astype(np.float32) for k in sorted(z.files)]
+            try:
+                with np.load(depth_file, allow_pickle=False) as z:
+                    depths = [z[k].astype(np.float32) for k in sorted(z.files)]
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+                raise DatasetError(f"{depth_file}: expected the set's depth maps (an .npz archive), got an "
+                                   f"unreadable file ({type(e).__name__})") from None
+            if len(depths) != len(images):
+                raise DatasetError(f"{depth_file}: expected one depth map per image ({len(images)}), got {len(depths)}")
         return cls(images, anns, [c["name"] for c in cats], dict(coco.get("info", {})), depths, names)
+
+
+def check_out_dir(out: Path, *, overwrite: bool = False) -> None:
+    """A folder a whole set may be written to: new, empty, or replaced when ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"--out: expected a directory, {out} is a file")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise DatasetError(f"--out: expected a new or empty directory, {out} is not empty "
+                           f"(pass --overwrite to replace it)")
 
 
 def _load_image(path: Path) -> np.ndarray:

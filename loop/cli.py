@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--n", type=_positive_int, default=100, help="number of images (default 100)")
     p.add_argument("--seed", type=_non_negative_int, default=None, help="seed (default: the config's)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (refused otherwise)")
     p.add_argument("--workers", type=_non_negative_int, default=None,
                    help="Ray render actors (default: the config's render.workers; 0 = in-process)")
     p.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local Ray")
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, required=True, help="number of images")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--workers", type=_non_negative_int, default=None, help="render actors (default: the run's)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (refused otherwise)")
     p.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local Ray")
 
     p = sub.add_parser("make-target", help="render a hidden target domain's val and test sets (stand-in real data)")
@@ -155,13 +157,16 @@ def cmd_render(args) -> int:
     from .config import load_config
     from .render_pool import RenderPool
 
+    from generator.dataset import check_out_dir
+
     cfg = load_config(args.config, args.overrides)
     seed = cfg.seed if args.seed is None else args.seed
+    check_out_dir(Path(args.out), overwrite=args.overwrite)
     t0 = time.perf_counter()
     with RenderPool(cfg, workers=args.workers, address=args.address, progress=True) as pool:
         theta = pool.generator.space.to_vector()
         ds = pool.render(theta, args.n, seed, info={"config": cfg.source})
-    path = ds.write_coco(args.out)
+    path = ds.write_coco_set(args.out, overwrite=args.overwrite)
     n_ann = sum(len(a) for a in ds.annotations)
     print(f"wrote {len(ds)} images, {n_ann} annotations to {path.parent} "
           f"({len(ds) / (time.perf_counter() - t0):.0f} img/s including start-up)")
@@ -193,6 +198,9 @@ def cmd_run(args) -> int:
         if args.config or args.overrides or args.optimizer or args.budget or args.seed is not None:
             raise ConfigError("--resume: expected no CONFIG, --set, --optimizer, --budget or --seed "
                               "(a resumed run keeps its own config.toml)")
+        if not (Path(args.resume) / "config.toml").is_file():
+            raise ConfigError(f"--resume: expected a run directory with a checkpoint and config.toml, "
+                              f"{Path(args.resume) / 'config.toml'} not found")
         cfg = load_config(Path(args.resume) / "config.toml")
         out = args.resume
     else:
@@ -238,7 +246,7 @@ def cmd_report(args) -> int:
 def cmd_export(args) -> int:
     from .report import export
 
-    out = export(args.run_dir, args.n, args.out, workers=args.workers, address=args.address)
+    out = export(args.run_dir, args.n, args.out, workers=args.workers, address=args.address, overwrite=args.overwrite)
     print(f"wrote {args.n} images from the learned distribution of {args.run_dir} to {out}")
     return 0
 
@@ -374,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (ConfigError, SpaceError, DatasetError, EvaluatorError) as e:
         print(f"dropt {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:   # a path the user gave that cannot be read or written
+        where = f" {e.filename}" if e.filename else ""
+        print(f"dropt {args.command}: error:{where} {e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"dropt {args.command}: interrupted", file=sys.stderr)

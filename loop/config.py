@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -149,8 +150,8 @@ def _int(raw: dict, key: str, default: int, lo: int, prefix: str = "") -> int:
 
 def _num(raw: dict, key: str, default: float, lo: float, prefix: str = "") -> float:
     v = raw.get(key, default)
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or v < lo:
-        raise ConfigError(f"{prefix}{key}: expected a number >= {lo}, got {v!r}")
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < lo:
+        raise ConfigError(f"{prefix}{key}: expected a finite number >= {lo}, got {v!r}")
     return float(v)
 
 
@@ -252,8 +253,9 @@ def _target(raw: Any) -> TargetSettings | None:
     camera["gamma"] = _num(cam, "gamma", 1.0, 0.05, "target.camera.")
     gain = cam.get("color_gain", [1.0, 1.0, 1.0])
     if (not isinstance(gain, list) or len(gain) != 3
-            or not all(isinstance(g, (int, float)) and not isinstance(g, bool) and g >= 0 for g in gain)):
-        raise ConfigError(f"target.camera.color_gain: expected three numbers >= 0 (R, G, B), got {gain!r}")
+            or not all(isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) and g >= 0
+                       for g in gain)):
+        raise ConfigError(f"target.camera.color_gain: expected three finite numbers >= 0 (R, G, B), got {gain!r}")
     camera["color_gain"] = [float(g) for g in gain]
     q = cam.get("jpeg_quality")
     if q is not None and (not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 95):
@@ -265,10 +267,14 @@ def _target(raw: Any) -> TargetSettings | None:
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config: expected a TOML file, {p} is a directory")
     if not p.is_file():
         raise ConfigError(f"config: expected a TOML file, {p} not found")
     try:
         raw = tomllib.loads(p.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config: expected a readable TOML file, {p}: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config: expected valid TOML in {p}, got: {e}") from None
     for o in overrides or []:

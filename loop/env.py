@@ -84,7 +84,7 @@ class DomainRandomizationEnv(gym.Env):
         from .tasks import CandidateJob, evaluate_job, fidelity, load_real
 
         if self._real is None:
-            self._real = load_real(self.cfg)
+            self._real = load_real(self.cfg, categories=self.generator.categories)
         s = self.cfg.evaluator
         ds = render_dataset(self.generator, theta, s.images, seed)
         res = evaluate_job(CandidateJob(s, ds, fidelity(s), seed, ("score",)), self._real)

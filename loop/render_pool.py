@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import sys
 import time
 from typing import Any
@@ -19,13 +20,52 @@ import numpy as np
 from generator.base import Sample, render_draws, render_samples, samples_to_dataset
 from generator.dataset import Dataset
 
-from .config import ExperimentConfig
+from .config import ConfigError, ExperimentConfig
+
+#: a killed render actor is restarted and its calls retried (they are pure: the same bytes)
+ACTOR_RESTARTS = 4
+
+
+#: seconds to wait for something to answer at ``--address`` before saying nothing does
+ADDRESS_TIMEOUT_S = 10.0
+
+
+def check_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
+    """A ``host:port`` address must answer a TCP connection: joining a dead address would
+    otherwise print Ray's warnings for minutes and hang."""
+    if address == "auto" or "://" in address:
+        return                         # Ray resolves these itself (the RAY_ADDRESS file, Ray Client)
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--address: expected host:port of a Ray cluster's head (e.g. 10.0.0.1:6379), got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"--address {address}: expected a running Ray cluster there, got no answer "
+                          f"({e.strerror or e})") from None
+
+
+def check_resources(requests: dict[str, tuple[float, float]]) -> None:
+    """Every request (a name, CPUs and GPUs one task or actor asks for) must fit on one node of
+    the Ray cluster, or it would wait for ever: refuse it in one line instead."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for name, (cpus, gpus) in requests.items():
+        if not any(n.get("CPU", 0.0) >= cpus and n.get("GPU", 0.0) >= gpus for n in nodes):
+            best_cpu = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+            best_gpu = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+            raise ConfigError(f"{name}.num_cpus/{name}.num_gpus: expected a request some Ray node can satisfy, "
+                              f"got num_cpus={cpus:g}, "
+                              f"num_gpus={gpus:g} (the largest node has {best_cpu:g} CPUs and {best_gpu:g} GPUs)")
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Start a local Ray (or join ``address``) once per process, quietly."""
     import ray
 
+    if address:
+        check_address(address)
     if ray.is_initialized():
         return
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -111,7 +151,9 @@ class RenderPool:
             import ray
 
             ensure_ray(address, num_cpus=max(self.workers, os.cpu_count() or 1))
+            check_resources({"render": (config.render.num_cpus, config.render.num_gpus)})
             actor_cls = ray.remote(num_cpus=config.render.num_cpus, num_gpus=config.render.num_gpus,
+                                   max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS,
                                    enable_task_events=False)(_Worker)
             self._actors = [actor_cls.remote(config.raw) for _ in range(self.workers)]
             self._starting = [a.ping.remote() for a in self._actors]

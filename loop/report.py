@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,10 @@ def _load(run: str | Path) -> tuple[RunDir, ExperimentConfig, list[dict[str, Any
     rd = RunDir(run)
     if not rd.config.is_file():
         raise ConfigError(f"RUN_DIR: expected a run directory with config.toml, {rd.config} not found")
-    rounds = rd.read_rounds()
+    rounds = rd.read_rounds(warn=lambda m: print(f"warning: {m}", file=sys.stderr))
     if not rounds:
         raise ConfigError(f"RUN_DIR: expected at least one finished round in {rd.rounds}, found none")
-    best = json.loads(rd.best.read_text()) if rd.best.is_file() else None
-    return rd, load_config(rd.config), rounds, best
+    return rd, load_config(rd.config), rounds, rd.load_best()
 
 
 def _target_theta(cfg: ExperimentConfig) -> dict[str, float]:
@@ -133,14 +133,18 @@ def write_report(run: str | Path, *, n_samples: int = 16) -> Path:
     return out
 
 
-def export(run: str | Path, n: int, out: str | Path, *, workers: int | None = None, address: str | None = None) -> Path:
+def export(run: str | Path, n: int, out: str | Path, *, workers: int | None = None, address: str | None = None,
+           overwrite: bool = False) -> Path:
     """A COCO dataset of ``n`` images from the run's learned distribution."""
+    from generator.dataset import check_out_dir
+
     from .render_pool import RenderPool
 
     rd, cfg, rounds, best = _load(run)
     if best is None:
         raise ConfigError(f"RUN_DIR: expected a finished run with best.json, {rd.best} not found")
+    check_out_dir(Path(out), overwrite=overwrite)     # before rendering, not after
     with RenderPool(cfg, workers=workers, address=address, progress=True) as pool:
         theta = pool.generator.space.from_named(best["theta"])
         ds = pool.render(theta, n, cfg.seed, info={"run": str(rd.root), "optimizer": best["optimizer"]})
-    return ds.write_coco(out).parent
+    return ds.write_coco_set(out, overwrite=overwrite).parent

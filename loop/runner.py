@@ -29,14 +29,18 @@ from generator.base import derive_seed
 
 from .config import ConfigError, ExperimentConfig
 from .controllers import Controller, Feedback, make_controller
-from .render_pool import RenderPool, ensure_ray
-from .run_dir import RunDir
+from .render_pool import RenderPool, check_resources, ensure_ray
+from .run_dir import RunDir, RunDirError, read_json
 from .signals import SIGNALS, get_signals
-from .tasks import (CandidateJob, CandidateResult, check_evaluator, concat, evaluate_job, evaluator_class, fidelity,
-                    load_real, round_seeds)
+from .tasks import (CandidateJob, CandidateResult, check_evaluator, concat, evaluate_or_fail,
+                    evaluator_class, fidelity, load_real, round_seeds)
 
 FINAL_KEY = 0xF17A1
 TASK_MODEL_KEY = 0xADD
+
+
+class RunError(ConfigError):
+    """The run cannot go on (every evaluation of a round failed): one line, exit status 2."""
 
 
 @dataclass
@@ -51,7 +55,7 @@ class _Executor:
         if self.use_ray:
             import ray
 
-            self._remote = ray.remote(evaluate_job).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
+            self._remote = ray.remote(evaluate_or_fail).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
 
     def put(self, obj: Any) -> Any:
         if not self.use_ray:
@@ -61,11 +65,20 @@ class _Executor:
         return ray.put(obj)
 
     def run(self, jobs: list[CandidateJob], real_ref: Any) -> list[CandidateResult]:
+        """One result per job; a job that failed (an exception in the task, a worker that died
+        more often than Ray retries it) comes back as a result with ``failed`` set."""
         if not self.use_ray:
-            return [evaluate_job(job, real_ref) for job in jobs]
+            return [evaluate_or_fail(job, real_ref) for job in jobs]
         import ray
 
-        return ray.get([self._remote.remote(job, real_ref) for job in jobs])
+        results = []
+        for ref in [self._remote.remote(job, real_ref) for job in jobs]:
+            try:
+                results.append(ray.get(ref))
+            except ray.exceptions.RayError as e:
+                results.append(CandidateResult(score=math.nan, failed=f"{type(e).__name__}: "
+                                                                      f"{str(e).strip().splitlines()[0][:200]}"))
+        return results
 
 
 def _fmt_s(s: float) -> str:
@@ -79,12 +92,15 @@ def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = Fa
     ``stop_after_round`` ends the process's work after that round's checkpoint (tests use it to
     simulate a killed run)."""
     loop = Loop(cfg, out, resume=resume, address=address, log=log)
-    with loop.start() as pool:
-        for r in range(loop.start_round, cfg.loop.budget):
-            loop.round(r)
-            if stop_after_round is not None and r + 1 >= stop_after_round and r + 1 < cfg.loop.budget:
-                return {"stopped_after_round": r + 1}
-        return loop.finish(pool)
+    try:
+        with loop.start() as pool:
+            for r in range(loop.start_round, cfg.loop.budget):
+                loop.round(r)
+                if stop_after_round is not None and r + 1 >= stop_after_round and r + 1 < cfg.loop.budget:
+                    return {"stopped_after_round": r + 1}
+            return loop.finish(pool)
+    finally:
+        loop.rd.unlock()
 
 
 class Loop:
@@ -95,15 +111,22 @@ class Loop:
         self.cfg, self.address = cfg, address
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.rd = RunDir(out)
+        self.resume = resume
+        if resume and not self.rd.root.is_dir():
+            raise RunDirError(f"--resume: expected a run directory with a checkpoint, {self.rd.root} not found")
+        self.rd.lock(new=not resume)          # before anything else: no second run writes this folder
         if resume:
-            self.state = self.rd.load_checkpoint()
-            if self.state is None:
-                raise ConfigError(f"--resume: expected a run directory with a checkpoint, {self.rd.checkpoint} not found")
-        else:
-            if self.rd.exists():
-                raise ConfigError(f"--out: expected a new run directory, {self.rd.root} already holds a run "
-                                  f"(use --resume {self.rd.root} to continue it)")
-            self.state = None
+            try:
+                if not self.rd.checkpoints() and not self.rd.metadata.is_file():
+                    raise RunDirError(f"--resume: expected a run directory with a checkpoint, "
+                                      f"{self.rd.checkpoint} not found")
+                if self.rd.load_best() is not None:
+                    raise RunDirError(f"--resume: expected an unfinished run, {self.rd.root} has finished "
+                                      f"(its result is in {self.rd.best})")
+                self.rd.check_config_unchanged()
+            except BaseException:
+                self.rd.unlock()
+                raise
         self.wall0 = time.perf_counter()
         self.startup: dict[str, float] = {}
         self._last_lap = self.wall0
@@ -128,6 +151,7 @@ class Loop:
             # render actors and evaluation tasks alternate within a round: count the actors'
             # reservation on top of the cores, so they do not starve the evaluation tasks
             ensure_ray(self.address, num_cpus=(os.cpu_count() or 1) + math.ceil(cfg.render.workers * cfg.render.num_cpus))
+            check_resources({"evaluator": (cfg.evaluator.num_cpus, cfg.evaluator.num_gpus)})
         self._lap("ray")
         logging.getLogger("optuna").setLevel(logging.WARNING)
         pool = RenderPool(cfg, address=self.address, wait=False)
@@ -141,7 +165,7 @@ class Loop:
     def _set_up(self, pool: RenderPool) -> None:
         cfg, settings = self.cfg, self.cfg.evaluator
         self.pool, self.space = pool, pool.generator.space
-        real = load_real(cfg, log=self.log)
+        real = load_real(cfg, log=self.log, categories=pool.generator.categories)
         self._lap("real_set")
         try:
             self.controller: Controller = make_controller(cfg.loop.optimizer, self.space, seed=cfg.seed,
@@ -162,18 +186,41 @@ class Loop:
         pool.ready()
         self._lap("render_actors")   # what is left of their start after the driver's own set-up
         self.task_weights = None     # the adversarial controllers' task model, trained across rounds
-        if self.state is None:
+        if self.resume and self.rd.checkpoints():
+            self._restore()
+        else:       # a new run, or one killed before its first round's checkpoint: start at round 1
+            if self.resume:
+                self.log(f"resuming {self.rd.root}: no round had finished, starting at round 1")
+                self.rd.check_rounds(0, cfg.loop.candidates)
             self.rd.create(cfg.raw, cfg.seed, {"optimizer": cfg.loop.optimizer, "budget": cfg.loop.budget,
                                                "candidates": cfg.loop.candidates, "real": real.describe()})
             self.start_round, self.best = 0, None
             self.timing = {"render": 0.0, "evaluate": 0.0, "total": 0.0}
-        else:
-            self.controller.load_state_dict(self.state["controller"])
-            self.start_round, self.best, self.timing = self.state["round"] + 1, self.state["best"], self.state["timing"]
-            self.task_weights = _load_weights(self.rd.checkpoint_dir / "task_model.pt")
-            self.rd.truncate_rounds(self.start_round)
-            self.log(f"resuming {self.rd.root} at round {self.start_round + 1}/{cfg.loop.budget}")
         self.t_startup = time.perf_counter() - self.wall0   # Ray, render actors, real set, controller, run dir
+
+    def _restore(self) -> None:
+        """The newest checkpoint that passes its checks (the previous one when the newest is
+        damaged), and the log cut back to the rounds it covers."""
+        problems = []
+        for path in self.rd.checkpoints():
+            try:
+                state = read_json(path, "a checkpoint")
+                controller = make_controller(self.cfg.loop.optimizer, self.space, seed=self.cfg.seed,
+                                             **self.cfg.loop.options)
+                weights = restore_state(state, controller, self.cfg, self.rd.checkpoint_dir)
+            except RunDirError as e:
+                problems.append(str(e))
+                continue
+            if problems:
+                self.log(f"warning: {problems[0]}; resuming from the previous checkpoint {path.name}")
+            self.controller, self.task_weights = controller, weights
+            self.start_round, self.best, self.timing = state["round"] + 1, state["best"], state["timing"]
+            self.rd.check_rounds(self.start_round, self.cfg.loop.candidates, warn=self.log)
+            self.log(f"resuming {self.rd.root} at round {self.start_round + 1}/{self.cfg.loop.budget}"
+                     if self.start_round < self.cfg.loop.budget else
+                     f"resuming {self.rd.root}: all {self.cfg.loop.budget} rounds ran, redoing the final retraining")
+            return
+        raise RunDirError(f"--resume: expected a readable checkpoint, got none: " + "; ".join(problems))
 
     # --- one round -------------------------------------------------------------------------
     def round(self, r: int) -> None:
@@ -189,12 +236,21 @@ class Loop:
         t0 = time.perf_counter()
         results = self._evaluate(r, datasets, seeds, signals)
         t_eval = time.perf_counter() - t0
+        failed = [res.failed for res in results if res.failed]
+        if len(failed) == len(results):
+            raise RunError(f"round {r + 1}: expected at least one candidate evaluated, every one failed "
+                           f"({failed[0]}); the run stopped at the checkpoint of round {r}")
+        for i, res in enumerate(results):
+            if res.failed:
+                self.log(f"warning: round {r + 1} candidate {i} failed ({res.failed}); the controller skips it")
         per_image = any(SIGNALS[n].per_image for n in signals)
-        feedback = [Feedback(score=res.score, extras=res.extras, draws=d if per_image else None,
+        feedback = [Feedback(score=math.nan, draws=None) if res.failed else
+                    Feedback(score=res.score, extras=res.extras, draws=d if per_image else None,
                              per_image=res.per_image) for res, d in zip(results, draws)]
         lines = [{"round": r, "candidate": i, "seed": s, "score": _num(res.score),
                   "metrics": {k: _num(v) for k, v in sorted(res.extras.items())},
-                  "theta": {k: round(float(v), 6) for k, v in space.named(theta).items()}}
+                  "theta": {k: round(float(v), 6) for k, v in space.named(theta).items()},
+                  **({"failed": res.failed} if res.failed else {})}
                  for i, (theta, s, res) in enumerate(zip(thetas, seeds, results))]
         if "score" in signals or c.task_model:
             self._keep_best(r, thetas, [res.score for res in results])
@@ -203,9 +259,13 @@ class Loop:
         self.timing = {"render": self.timing["render"] + t_render, "evaluate": self.timing["evaluate"] + t_eval,
                        "total": self.timing["total"] + dt}
         self.rd.append_round(lines)
-        if self.task_weights is not None:
-            _save_weights(self.rd.checkpoint_dir / "task_model.pt", self.task_weights)
-        self.rd.save_checkpoint({"round": r, "controller": c.state_dict(), "best": self.best, "timing": self.timing})
+        task_model = None
+        if self.task_weights is not None:   # its own file per round, named by the checkpoint: the pair is atomic
+            task_model = f"task_model-{r}.pt"
+            _save_weights(self.rd.checkpoint_dir / task_model, self.task_weights)
+        self.rd.save_checkpoint({"round": r, "controller": c.state_dict(), "best": self.best, "timing": self.timing,
+                                 "task_model": task_model})
+        _prune_task_models(self.rd)
         per_round = self.timing["total"] / (r + 1)     # the timing totals cover rounds 0..r, resumed or not
         best = self.best["score"] if self.best else float("nan")
         self.log(f"round {r + 1}/{cfg.loop.budget}  best val {best:.4f}  {dt:.1f} s/round  "
@@ -224,6 +284,8 @@ class Loop:
             job = CandidateJob(settings, concat(datasets), fid, derive_seed(self.cfg.seed, r, TASK_MODEL_KEY),
                                ("score",), warm_start=self.task_weights, keep_weights=True)
             m = self.ex.run([job], self.real_ref)[0]
+            if m.failed:
+                raise RunError(f"round {r + 1}: expected the task model to train, it failed ({m.failed})")
             self.task_weights = m.weights
             for res in results:
                 res.score = m.score
@@ -256,6 +318,13 @@ class Loop:
         finals = self.ex.run([CandidateJob(settings, ds, final_fid, s, ("score",), splits=("val", "test"))
                               for ds, s in zip(final_sets, final_seeds)], self.real_ref)
         t_eval = time.perf_counter() - t0
+        for m in finals:
+            if m.failed:
+                self.log(f"warning: a final retraining failed ({m.failed}); it is left out of the mean")
+        finals = [m for m in finals if not m.failed]
+        if not finals:
+            raise RunError("final retraining: expected at least one of the retrainings to finish, every one "
+                           "failed (see the warnings above)")
         val = [float(m.extras[f"val_{self.metric}"]) for m in finals]
         test = [float(m.extras[f"test_{self.metric}"]) for m in finals]
         wall = time.perf_counter() - self.wall0
@@ -282,18 +351,81 @@ class Loop:
         return result
 
 
+def restore_state(state: Any, controller: Controller, cfg: ExperimentConfig, checkpoint_dir) -> dict | None:
+    """Check a checkpoint against the run's config and load it into ``controller``; returns the
+    task model's weights (or None). Anything wrong is a :class:`RunDirError` naming it."""
+    import copy
+
+    def bad(what: str) -> RunDirError:
+        return RunDirError(f"checkpoint: expected {what}")
+
+    if not isinstance(state, dict) or not {"round", "controller", "best", "timing"} <= set(state):
+        raise bad(f"an object with round, controller, best and timing, got "
+                  f"{sorted(state)[:5] if isinstance(state, dict) else type(state).__name__}")
+    r = state["round"]
+    if not isinstance(r, int) or isinstance(r, bool) or not 0 <= r < cfg.loop.budget:
+        raise bad(f"round in [0, {cfg.loop.budget - 1}] (the config's loop.budget), got {r!r}")
+    dim = controller.space.dim
+    best = state["best"]
+    if best is not None and not (isinstance(best, dict) and isinstance(best.get("score"), (int, float))
+                                 and isinstance(best.get("theta"), list) and len(best["theta"]) == dim
+                                 and isinstance(best.get("round"), int) and best["round"] <= r):
+        raise bad(f"best to be null or a score with a θ of {dim} numbers from a round <= {r}, got {str(best)[:80]}")
+    timing = state["timing"]
+    if not (isinstance(timing, dict) and all(isinstance(timing.get(k), (int, float))
+                                             for k in ("render", "evaluate", "total"))):
+        raise bad(f"timing with render, evaluate and total seconds, got {str(timing)[:80]}")
+    try:
+        controller.load_state_dict(state["controller"])
+        probe = copy.deepcopy(controller)       # propose on a copy: the controller's own RNG is untouched
+        for theta in probe.propose(cfg.loop.candidates) + [probe.current()]:
+            controller.space.check_theta(theta)
+    except Exception as e:      # any damage to the controller's state, whatever form it takes
+        raise bad(f"the state of a {cfg.loop.optimizer} controller over this space, got one it cannot use "
+                  f"({type(e).__name__}: {str(e)[:120]})") from None
+    name = state.get("task_model")
+    if not controller.task_model:
+        return None
+    path = checkpoint_dir / (name or "task_model.pt")
+    if name is None and not path.is_file():
+        return None
+    try:
+        return _load_weights(path)
+    except Exception as e:      # a missing or damaged weights file
+        raise bad(f"the task model {path.name} it names, got an unreadable file ({type(e).__name__})") from None
+
+
+def _prune_task_models(rd: RunDir) -> None:
+    """Delete task-model files neither the checkpoint nor the previous one names."""
+    keep = set()
+    for path in rd.checkpoints():
+        try:
+            keep.add(read_json(path, "a checkpoint").get("task_model"))
+        except (RunDirError, AttributeError):
+            pass
+    for p in rd.checkpoint_dir.glob("task_model*.pt"):
+        if p.name not in keep:
+            p.unlink(missing_ok=True)
+
+
 def _save_weights(path, weights: dict) -> None:
     import torch
 
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(weights, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(weights, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:       # torch reports a full disk as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise RunDirError(f"{path}: could not write the task model ({e}); the previous checkpoint is kept") from None
 
 
-def _load_weights(path) -> dict | None:
+def _load_weights(path) -> dict:
     import torch
 
-    return torch.load(path, weights_only=True) if path.is_file() else None
+    return torch.load(path, weights_only=True)
 
 
 def _num(v: Any) -> float | None:

@@ -14,14 +14,14 @@ import importlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from evaluator.base import Evaluator, EvaluatorError, Fidelity
 from evaluator.real import RealSplits, load_coco_real, load_digits_real
 from generator.base import derive_seed
-from generator.dataset import Dataset
+from generator.dataset import Dataset, DatasetError
 
 from .config import ConfigError, EvaluatorSettings, ExperimentConfig
 from .signals import get_signals
@@ -31,9 +31,49 @@ BUILTIN_EVALUATORS = {"detection": "evaluator.detection:DetectionEvaluator",
                       "classification": "evaluator.classification:ClassificationEvaluator"}
 
 
-def load_real(cfg: ExperimentConfig, *, make_missing: bool = True, log=print) -> RealSplits:
+#: fewer real val images than this get a warning (a score on a handful of images is mostly noise)
+FEW_VAL_IMAGES = 20
+
+
+def load_real(cfg: ExperimentConfig, *, make_missing: bool = True, log=print,
+              categories: Sequence[str] | None = None) -> RealSplits:
     """The real splits of ``[evaluator] real``: "digits", or a COCO dir (made from
-    ``target_config`` with make-target first when it does not exist yet)."""
+    ``target_config`` with make-target first when it does not exist yet). With the generator's
+    ``categories`` the set is checked against them once, here (see :func:`check_real`)."""
+    real = _read_real(cfg, make_missing=make_missing, log=log)
+    return real if categories is None else check_real(real, categories, log=log)
+
+
+def check_real(real: RealSplits, categories: Sequence[str], log=print) -> RealSplits:
+    """A real set the loop can score against: at least 2 images and some annotations in each
+    split, images of one size and channel count, and the generator's categories by name (a set
+    whose category ids are permuted is put in the generator's order)."""
+    for split in ("val", "test"):
+        ds: Dataset = getattr(real, split)
+        if len(ds) < 2:
+            raise ConfigError(f"evaluator.real: expected at least 2 images in the {split} split, got {len(ds)} "
+                              f"({real.source})")
+        if not any(ds.annotations):
+            raise ConfigError(f"evaluator.real: expected annotations in the {split} split, got none ({real.source})")
+        shapes = sorted({im.shape for im in ds.images})
+        if len(shapes) > 1:
+            raise ConfigError(f"evaluator.real: expected {split} images of one size and channel count, got "
+                              f"{' and '.join('×'.join(map(str, s)) for s in shapes[:3])} ({real.source})")
+    names = list(real.val.categories)
+    if sorted(names) != sorted(categories):
+        missing = [c for c in categories if c not in names]
+        extra = [c for c in names if c not in categories]
+        raise ConfigError(f"evaluator.real: expected the generator's categories {list(categories)} (matched by "
+                          f"name), got {names}" + (f"; missing {missing}" if missing else "")
+                          + (f"; not drawn by the generator {extra}" if extra else ""))
+    if len(real.val) < FEW_VAL_IMAGES:
+        log(f"warning: evaluator.real has only {len(real.val)} val images; its score is mostly noise")
+    if names != list(categories):
+        real = RealSplits(real.val.with_categories(categories), real.test.with_categories(categories), real.source)
+    return real
+
+
+def _read_real(cfg: ExperimentConfig, *, make_missing: bool, log) -> RealSplits:
     ev = cfg.evaluator
     if ev.real == "digits":
         return load_digits_real(seed=0)
@@ -123,6 +163,8 @@ class CandidateResult:
     extras: dict[str, float] = field(default_factory=dict)
     per_image: dict[str, np.ndarray] = field(default_factory=dict)
     weights: dict | None = None
+    failed: str | None = None
+    """Why the evaluation failed (an exception in the task, a diverged training); None if it did not."""
 
 
 def evaluate_job(job: CandidateJob, real: RealSplits) -> CandidateResult:
@@ -150,6 +192,20 @@ def evaluate_job(job: CandidateJob, real: RealSplits) -> CandidateResult:
     return out
 
 
+def evaluate_or_fail(job: CandidateJob, real: RealSplits) -> CandidateResult:
+    """:func:`evaluate_job`, but a failure is a result: the runner records it and goes on, and
+    the controller skips the candidate (a NaN score)."""
+    try:
+        res = evaluate_job(job, real)
+    except Exception as e:   # noqa: BLE001 - any failure inside one candidate's evaluation
+        lines = str(e).strip().splitlines()
+        return CandidateResult(score=math.nan, failed=f"{type(e).__name__}: {lines[0][:200] if lines else ''}".strip())
+    if "score" in job.signals and not math.isfinite(res.score):
+        res.failed = f"the real-val score is {res.score} (training diverged?)"
+        res.score = math.nan
+    return res
+
+
 def check_evaluator(settings: EvaluatorSettings, real: RealSplits, signals) -> Evaluator:
     """Build the evaluator once in the driver, so a bad setting or a signal it cannot compute is
     one line before any rendering, not a remote traceback after it."""
@@ -157,6 +213,8 @@ def check_evaluator(settings: EvaluatorSettings, real: RealSplits, signals) -> E
         evaluator = build_evaluator(settings, real)
     except EvaluatorError as e:
         raise ConfigError(str(e)) from None
+    except DatasetError as e:   # the real set does not fit the task (e.g. classification on a detection set)
+        raise ConfigError(f"evaluator.real: {e} (evaluator.task = {settings.task!r})") from None
     missing = [s.name for s in get_signals(signals) if s.in_training and s.per_image
                and s.name not in evaluator.per_image_outputs]
     if missing:

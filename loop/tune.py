@@ -107,8 +107,8 @@ def make_trainable(cfg: ExperimentConfig, *, rungs: int = 4):
 
         c = config_from_dict({**raw, "evaluator": {**raw.get("evaluator", {}), "real": real_path}})
         torch.set_num_threads(c.evaluator.threads)
-        real = load_real(c, make_missing=False)
         gen = c.build_generator()
+        real = load_real(c, make_missing=False, categories=gen.categories, log=lambda m: None)
         theta = theta_of(config, gen.space)
         seed = round_seeds(c.seed, 0, [theta])[0]      # the same for every trial: common random numbers
         ds = render_dataset(gen, theta, c.evaluator.images, seed)
@@ -146,9 +146,10 @@ def run_tune(cfg: ExperimentConfig, *, scheduler: str, budget: int, out: str, ad
     if scheduler not in ("asha", "pbt"):
         raise ConfigError(f"--scheduler: expected 'asha' or 'pbt', got {scheduler!r}")
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    load_real(cfg)          # make the target domain now if missing, not inside every trial
+    gen = cfg.build_generator()
+    load_real(cfg, categories=gen.categories)   # make the target now if missing, and check it, once
     ensure_ray(address)
-    space = cfg.build_generator().space
+    space = gen.space
     s = cfg.evaluator
     if scheduler == "asha":
         try:

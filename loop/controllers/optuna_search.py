@@ -171,12 +171,52 @@ class OptunaController(Controller):
         TrialState = self._optuna.trial.TrialState
         self.study = self._new_study()
         for t in d["trials"]:
+            check_sampler_pickle(t.get("system_attrs", {}))
             if t["state"] == "WAITING":
                 self.study.enqueue_trial(t["params"])
             else:
                 self.study.add_trial(self._optuna.trial.create_trial(
                     params=t["params"], distributions=self.dists, value=t["value"], state=TrialState[t["state"]],
                     system_attrs=t.get("system_attrs", {})))
+
+
+#: what Optuna's CmaEsSampler pickles (a cmaes optimizer of numpy arrays) may name, and no more
+_PICKLE_ALLOWED = {"numpy": {"ndarray", "dtype"}, "numpy._core.multiarray": {"_reconstruct", "scalar"},
+                   "numpy.core.multiarray": {"_reconstruct", "scalar"}, "numpy.random._pickle": None,
+                   "numpy.random.mtrand": {"RandomState"}, "numpy.random._mt19937": {"MT19937"},
+                   "cmaes._cma": None, "cmaes._sepcma": None, "cmaes._cmawm": None, "cmaes": None}
+
+
+def check_sampler_pickle(system_attrs: dict[str, Any]) -> None:
+    """Optuna's CmaEsSampler keeps its optimizer as a hex pickle in a trial's system attrs and
+    unpickles it on the next ask. A checkpoint is a file on disk: before Optuna sees it, load it
+    once with an unpickler that can only build cmaes and numpy objects, so a tampered checkpoint
+    cannot run code. Raises ValueError naming what it refused."""
+    import io
+    import pickle
+
+    parts = {k: v for k, v in system_attrs.items() if ":optimizer:" in k}
+    if not parts:
+        return
+    try:
+        text = "".join(parts[k] for k in sorted(parts, key=lambda k: int(k.rsplit(":", 1)[1])))
+        blob = bytes.fromhex(text)
+    except (ValueError, TypeError):
+        raise ValueError("system_attrs: expected the CMA-ES optimizer as hex, got something else") from None
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            allowed = _PICKLE_ALLOWED.get(module, set())
+            if allowed is not None and name not in allowed:
+                raise ValueError(f"system_attrs: expected a cmaes optimizer, got a pickle naming {module}.{name}")
+            return super().find_class(module, name)
+
+    try:
+        Restricted(io.BytesIO(blob)).load()
+    except ValueError:
+        raise
+    except Exception as e:     # a damaged pickle, whatever it raises
+        raise ValueError(f"system_attrs: expected a readable CMA-ES optimizer, got {type(e).__name__}") from None
 
 
 def _json_safe(v: Any) -> bool:
