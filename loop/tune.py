@@ -140,7 +140,7 @@ def run_tune(cfg: ExperimentConfig, *, scheduler: str, budget: int, out: str, ad
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 
     from .controllers import make_controller
-    from .render_pool import ensure_ray
+    from .render_pool import check_resources, ensure_ray
     from .tasks import load_real
 
     if scheduler not in ("asha", "pbt"):
@@ -149,6 +149,7 @@ def run_tune(cfg: ExperimentConfig, *, scheduler: str, budget: int, out: str, ad
     gen = cfg.build_generator()
     load_real(cfg, categories=gen.categories)   # make the target now if missing, and check it, once
     ensure_ray(address)
+    check_resources({"evaluator": (cfg.evaluator.num_cpus, cfg.evaluator.num_gpus)})   # a trial's request
     space = gen.space
     s = cfg.evaluator
     if scheduler == "asha":
