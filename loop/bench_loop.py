@@ -115,7 +115,7 @@ def run_one(plan: Plan, task: str, controller: str, seed: int, log: Callable[[st
     if (out / "best.json").is_file():
         return json.loads((out / "best.json").read_text())
     base = [sys.executable, "-c", "import sys; from loop.cli import main; sys.exit(main())", "run"]
-    if (out / "checkpoint" / "state.json").is_file():
+    if any((out / "checkpoint" / name).is_file() for name in ("state.json", "state.prev.json")):
         log(f"  {task}/{controller} seed {seed}: resuming {out}")
         cmd = [*base, "--resume", str(out)]
     else:
