@@ -49,11 +49,16 @@ FIELD_CELLS = 2.0       # elastic grid cells per σ: the field is smooth at σ, 
 
 def default_space(fonts: Sequence[str]) -> ParameterSpace:
     """Every knob of the digit renderer: a moderate default, wide hard bounds."""
+    return ParameterSpace.from_dict(default_space_specs(fonts))
+
+
+def default_space_specs(fonts: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The parameter specs of :func:`default_space` (the stroke generator embeds them)."""
 
     def u(bounds, rng=None, family="uniform"):
         return {"family": family, "bounds": list(bounds), "range": list(rng or bounds)}
 
-    return ParameterSpace.from_dict({
+    return {
         "digit": {"family": "categorical", "choices": list(range(10))},
         "font": {"family": "categorical", "choices": list(fonts)},
         "stroke_width": u((-2.0, 4.0), (-0.5, 1.0)),             # box px added to each side
@@ -66,7 +71,7 @@ def default_space(fonts: Sequence[str]) -> ParameterSpace:
         "elastic.alpha": u((0.0, 4.0), (0.0, 1.0)),              # RMS displacement, box px
         "elastic.sigma": u((1.0, 12.0), (3.0, 6.0), "loguniform"),  # smoothness, box px
         "threshold": u((0.05, 0.95), (0.3, 0.7)),                # on grey coverage in [0, 1]
-    })
+    }
 
 
 # --------------------------------------------------------------------------------------------

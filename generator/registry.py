@@ -3,4 +3,5 @@
 BUILTIN = {
     "shapes": "generator.shapes:ShapesGenerator",
     "digits": "generator.digits:DigitsGenerator",
+    "strokes": "generator.strokes:StrokeDigitsGenerator",
 }

@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG path")
     p.add_argument("--n", type=_positive_int, default=16, help="number of images (default 16)")
     p.add_argument("--seed", type=_non_negative_int, default=None)
+    p.add_argument("--styles", action="store_true",
+                   help="a row per digit style instead (generators with style templates, e.g. strokes)")
 
     p = sub.add_parser("run", help="run the closed loop: learn the generator's distribution from real-val scores")
     p.add_argument("config", nargs="?", help="experiment TOML (not needed with --resume)")
@@ -176,15 +178,22 @@ def cmd_render(args) -> int:
 def cmd_preview(args) -> int:
     from generator.base import render_dataset
 
-    from .config import load_config
-    from .preview import save_grid
+    from .config import ConfigError, load_config
+    from .preview import save_grid, save_style_grid
 
     cfg = load_config(args.config, args.overrides)
     seed = cfg.seed if args.seed is None else args.seed
     gen = cfg.build_generator()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if args.styles:
+        if not hasattr(gen, "styles"):
+            raise ConfigError(f"--styles: expected a generator with style templates (e.g. strokes), "
+                              f"got {cfg.generator_name!r}")
+        save_style_grid(gen, args.out, seed=seed, title=f"{Path(args.config).name}: every digit's styles")
+        print(f"wrote {args.out}")
+        return 0
     ds = render_dataset(gen, gen.space.to_vector(), args.n, seed)
     gen.close()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_grid(ds, args.out, n=args.n, title=f"{Path(args.config).name}  seed {seed}")
     print(f"wrote {args.out}")
     return 0

@@ -38,3 +38,33 @@ def save_grid(dataset: Dataset, path: str | os.PathLike, *, n: int = 16, title: 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path)
+
+
+def save_style_grid(generator, path: str | os.PathLike, *, per_style: int = 12, seed: int = 0,
+                    title: str | None = None) -> str:
+    """One row per (digit, style) of a generator with style templates: ``per_style`` draws of
+    its default distribution in that style, the 32×32 pen bitmaps then the 8×8 images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from generator.base import rows_of
+
+    pairs = generator.styles()
+    draws = rows_of(generator.scene_draws(generator.space.to_vector(), per_style * len(pairs), seed))
+    fig, axes = plt.subplots(len(pairs), per_style, figsize=(per_style * 0.62, len(pairs) * 0.68), squeeze=False)
+    for r, (digit, style) in enumerate(pairs):
+        for c in range(per_style):
+            k = r * per_style + c
+            row = generator.styled(draws[k], digit, style)
+            image = generator.bitmap(row, k) if c < per_style // 2 else generator.render(row, k).image
+            axes[r, c].imshow(image, cmap="gray_r", interpolation="nearest")
+            axes[r, c].set_axis_off()
+        axes[r, 0].set_title(f"{digit} {style}", fontsize=6, loc="left", pad=1)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout(pad=0.2)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return str(path)

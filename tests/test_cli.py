@@ -159,4 +159,6 @@ def test_bench_render_reports_every_figure():
         assert fig[key] > 0
     assert fig["speedup_vs_naive_one_process"] == pytest.approx(fig["gl_one_process"] / fig["naive_one_process"], rel=0.01)
     # one round: the median of the within-round ratios is that round's ratio
-    assert fig["scaling_all_cores_median_round"] == pytest.approx(fig["gl_all_cores"] / fig["gl_one_process"], rel=0.01)
+    # (rounded to 2 decimals: a small ratio, as on a busy machine, is within ±0.005 of it)
+    assert fig["scaling_all_cores_median_round"] == pytest.approx(fig["gl_all_cores"] / fig["gl_one_process"],
+                                                                  rel=0.01, abs=0.006)
