@@ -80,11 +80,16 @@ class StrokeDigitsGenerator(Generator):
 
     categories = CATEGORIES
 
-    def __init__(self, *, fonts: bool = False, font_faces: Sequence[str] | None = None,
+    def __init__(self, *, fonts: bool = False, variants: bool = True, font_faces: Sequence[str] | None = None,
                  templates: dict[int, dict[str, list[Stroke]]] | None = None):
-        if not isinstance(fonts, bool):
-            raise ValueError(f"generator.fonts: expected true or false, got {fonts!r}")
+        """``fonts`` mixes in the font digits; ``variants = false`` keeps one style per digit
+        (its first: the ablation without style variants)."""
+        for key, v in (("fonts", fonts), ("variants", variants)):
+            if not isinstance(v, bool):
+                raise ValueError(f"generator.{key}: expected true or false, got {v!r}")
         self.templates = TEMPLATES if templates is None else templates
+        if not variants:
+            self.templates = {d: dict([next(iter(styles.items()))]) for d, styles in self.templates.items()}
         try:
             check_templates(self.templates)
         except ValueError as e:
@@ -100,7 +105,8 @@ class StrokeDigitsGenerator(Generator):
         self._styles = {d: list(self.templates[d]) for d in range(10)}
 
     def config(self) -> dict[str, Any]:
-        return {"generator": "strokes", "fonts": self._fonts is not None}
+        return {"generator": "strokes", "fonts": self._fonts is not None,
+                "styles": {str(d): list(names) for d, names in self._styles.items()}}
 
     def digit(self, params: dict[str, np.ndarray]) -> int:
         return int(self.space["digit"].family.choices[int(params["digit"])])
