@@ -101,7 +101,15 @@ class RunDir:
         self._lock_file = None
 
     def exists(self) -> bool:
-        return self.checkpoint.is_file() or self.previous.is_file() or self.rounds.is_file()
+        """The folder holds a dropt run (finished, killed, or killed before its first checkpoint)."""
+        return self.checkpoint.is_file() or self.previous.is_file() or self.rounds.is_file() or self._our_metadata()
+
+    def _our_metadata(self) -> bool:
+        try:
+            meta = json.loads(self.metadata.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return False
+        return isinstance(meta, dict) and {"seed", "versions", "config_sha256"} <= set(meta)
 
     # --- the lock ------------------------------------------------------------------------------
     def lock(self, *, new: bool) -> None:

@@ -118,3 +118,19 @@ def test_a_bad_knob_is_one_line_and_exit_2(tmp_path, capsys, toml, fragment):
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="generator"):
         config_from_dict({"generator": {"name": "strokes", "pen": 3}}).build_generator()
+
+
+def test_without_variants_each_digit_keeps_its_first_style_only():
+    gen = StrokeDigitsGenerator(variants=False)
+    assert gen.styles() == [(d, next(iter(TEMPLATES[d]))) for d in range(10)]
+    assert all(len(gen.space[f"style.{d}"].family.choices) == 1 for d in range(10))
+
+
+def test_preview_styles_draws_a_row_per_style(tmp_path, capsys):
+    from PIL import Image
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[generator]\nname = "strokes"\nfonts = true\n')
+    assert main(["preview", str(cfg), "--styles", "--out", str(tmp_path / "styles.png")]) == 0
+    with Image.open(tmp_path / "styles.png") as im:
+        assert im.size[1] > 20 * len(StrokeDigitsGenerator().styles())
