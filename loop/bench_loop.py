@@ -49,8 +49,8 @@ class Task:
 
 TASKS = {
     "digits": Task("digits", "experiments/digits/default.toml",
-                   ("evaluator.images=400", "evaluator.steps=300", "evaluator.final_images=1600",
-                    "evaluator.final_steps=1000", "loop.budget=15", "loop.candidates=4"),
+                   ("evaluator.images=400", "evaluator.steps=300", "evaluator.final_images=4000",
+                    "evaluator.final_steps=2000", "loop.budget=15", "loop.candidates=4"),
                    ("evaluator.images=300", "evaluator.steps=200", "evaluator.final_images=600",
                     "evaluator.final_steps=400", "loop.budget=6", "loop.candidates=4")),
     "digits-fonts": Task("digits-fonts", "experiments/digits/fonts.toml",
