@@ -18,14 +18,15 @@ from pathlib import Path
 
 from loop.bench_loop import CONTROLLERS, TASKS, interval
 
-CONFIG, FONTS = "experiments/digits/default.toml", "experiments/digits/fonts.toml"
+CONFIG, FONTS, STROKES = ("experiments/digits/default.toml", "experiments/digits/fonts.toml",
+                          "experiments/digits/strokes.toml")
 NO_ELASTIC = ('space."elastic.alpha".range=[0.0, 0.0]', 'space."font.elastic.alpha".range=[0.0, 0.0]')
 VARIANTS = {
     "shipped (strokes + fonts)": (CONFIG, ()),
     "without elastic": (CONFIG, NO_ELASTIC),
     "without style variants": (CONFIG, ("generator.variants=false",)),
     "fonts only": (FONTS, ()),
-    "strokes only": (CONFIG, ("generator.fonts=false",)),
+    "strokes only": (STROKES, ()),
 }
 
 
