@@ -65,7 +65,12 @@ def test_real_step_renders_and_trains(tmp_path):
 
 
 def test_fixed_parameters_are_not_part_of_the_action_space():
-    env = DomainRandomizationEnv(ROOT / "experiments" / "digits" / "default.toml", evaluate=cheap_evaluate)
+    mixed = DomainRandomizationEnv(ROOT / "experiments" / "digits" / "default.toml", evaluate=cheap_evaluate)
+    assert mixed.space.fixed_names == ["digit", "font.face"]
+    assert mixed.action_space.shape == (mixed.space.dim,)
+    assert not any(k.startswith(("digit.", "font.face.")) for k in mixed.space.named(mixed.space.to_vector()))
+    mixed.close()
+    env = DomainRandomizationEnv(ROOT / "experiments" / "digits" / "fonts.toml", evaluate=cheap_evaluate)
     assert env.space.fixed_names == ["digit", "font"]
     assert env.action_space.shape == (env.space.dim,) == (20,)
     _, info = env.reset(seed=0)
