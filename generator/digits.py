@@ -187,11 +187,7 @@ class DigitsGenerator(Generator):
                 "matplotlib": matplotlib.__version__}
 
     def render(self, params: dict[str, np.ndarray], seed: int) -> Sample:
-        bitmap = self.bitmap(params, seed)
-        image = bitmap.reshape(BOX // BLOCK, BLOCK, BOX // BLOCK, BLOCK).sum(axis=(1, 3)).astype(np.uint8)
-        side = float(BOX // BLOCK)
-        return Sample(image, [ObjectAnnotation(category_id=self.digit(params) + 1, bbox=(0.0, 0.0, side, side),
-                                               area=side * side)])
+        return uci_sample(self.bitmap(params, seed), self.digit(params))
 
     def digit(self, params: dict[str, np.ndarray]) -> int:
         return int(self.space["digit"].family.choices[int(params["digit"])])
@@ -255,6 +251,14 @@ class DigitsGenerator(Generator):
         sx = (left + right) / 2 + (o - p["translate.x"]) / scale * per_box_px
         sy = (top + bottom) / 2 + (o - p["translate.y"]) / scale * per_box_px
         return _bilinear(np.pad(scan, 1), sx[None, :] + 1, sy[:, None] + 1) > th
+
+
+def uci_sample(bitmap: np.ndarray, digit: int) -> Sample:
+    """A 32×32 binary bitmap as a UCI digit: 4×4 block counts → 8×8 (values 0–16), labelled
+    with one whole-image annotation."""
+    image = bitmap.reshape(BOX // BLOCK, BLOCK, BOX // BLOCK, BLOCK).sum(axis=(1, 3)).astype(np.uint8)
+    side = float(BOX // BLOCK)
+    return Sample(image, [ObjectAnnotation(category_id=digit + 1, bbox=(0.0, 0.0, side, side), area=side * side)])
 
 
 def _blur(grey: np.ndarray) -> np.ndarray:

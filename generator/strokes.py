@@ -26,8 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .base import Generator, Sample
-from .dataset import ObjectAnnotation
-from .digits import BLOCK, BOX, CATEGORIES, DigitsGenerator, _blur, _elastic_field, default_space_specs
+from .digits import BOX, CATEGORIES, DigitsGenerator, _blur, _elastic_field, default_space_specs, uci_sample
 from .space import ParameterSpace
 from .stroke_templates import TEMPLATES, Stroke, check_templates
 
@@ -135,11 +134,7 @@ class StrokeDigitsGenerator(Generator):
         return row
 
     def render(self, params: dict[str, np.ndarray], seed: int) -> Sample:
-        bitmap = self.bitmap(params, seed)
-        image = bitmap.reshape(BOX // BLOCK, BLOCK, BOX // BLOCK, BLOCK).sum(axis=(1, 3)).astype(np.uint8)
-        side = float(BOX // BLOCK)
-        return Sample(image, [ObjectAnnotation(category_id=self.digit(params) + 1, bbox=(0.0, 0.0, side, side),
-                                               area=side * side)])
+        return uci_sample(self.bitmap(params, seed), self.digit(params))
 
     def bitmap(self, params: dict[str, np.ndarray], seed: int) -> np.ndarray:
         """The binary 32×32 bitmap that :meth:`render` counts into 8×8 blocks."""
