@@ -76,6 +76,9 @@ CONTROLLERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cmaes": ("optuna", ('loop.options.sampler="cmaes"', "loop.options.sigma0=0.05", "loop.options.n_startup_trials=0")),
 }
 DEFAULT_CONTROLLERS = tuple(CONTROLLERS)
+QUICK_CONTROLLERS = ("prior", "random", "reinforce", "tpe")
+"""``--quick``: the baselines a reader asks for first, the shipped learner, and TPE (the yardstick of
+sample efficiency); the other learners only in the full run."""
 LEARNERS = ("reinforce", "credit", "descent", "tpe", "cmaes")
 
 

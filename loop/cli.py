@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="a small version for a first look (about 15 minutes)")
     b.add_argument("--tasks", default="digits,shapes", help="comma-separated (default digits,shapes)")
     b.add_argument("--controllers", default=None,
-                   help="comma-separated (default prior,random,reinforce,credit,descent,tpe,cmaes)")
+                   help="comma-separated (default prior,random,reinforce,credit,descent,tpe,cmaes; "
+                        "--quick prior,random,reinforce,tpe)")
     b.add_argument("--seeds", default=None, help="search seeds, comma-separated (default 0,1,2; --quick 0,1)")
     b.add_argument("--out", default=None, help="run directories (default out/bench-loop, --quick out/bench-loop-quick)")
     b.add_argument("--report-only", action="store_true",
@@ -304,7 +305,7 @@ def cmd_eval(args) -> int:
 
 
 def _bench_loop(args) -> int:
-    from .bench_loop import DEFAULT_CONTROLLERS, Plan, bench_loop, format_table
+    from .bench_loop import DEFAULT_CONTROLLERS, QUICK_CONTROLLERS, Plan, bench_loop, format_table
 
     def names(text: str | None, default) -> tuple[str, ...]:
         return tuple(x.strip() for x in text.split(",") if x.strip()) if text else tuple(default)
@@ -316,8 +317,9 @@ def _bench_loop(args) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out or ("out/bench-loop-quick" if args.quick else "out/bench-loop"))
-    plan = Plan(tasks=names(args.tasks, ()), controllers=names(args.controllers, DEFAULT_CONTROLLERS), seeds=seeds,
-                quick=args.quick, out=out, report_only=args.report_only)
+    controllers = names(args.controllers, QUICK_CONTROLLERS if args.quick else DEFAULT_CONTROLLERS)
+    plan = Plan(tasks=names(args.tasks, ()), controllers=controllers, seeds=seeds, quick=args.quick, out=out,
+                report_only=args.report_only)
     log = (lambda m: print(m, file=sys.stderr, flush=True))
     try:
         res = bench_loop(plan, log=log)

@@ -61,3 +61,22 @@ def test_bad_names_are_refused_before_anything_runs(tmp_path, capsys):
     assert main(["bench", "loop", "--quick", "--controllers", "magic", "--out", str(tmp_path)]) == 2
     assert "--controllers: expected names among" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, controllers, seeds", [
+    (["--quick"], ("prior", "random", "reinforce", "tpe"), (0, 1)),
+    ([], ("prior", "random", "reinforce", "credit", "descent", "tpe", "cmaes"), (0, 1, 2)),
+    (["--quick", "--controllers", "cmaes", "--seeds", "4"], ("cmaes",), (4,)),
+])
+def test_quick_runs_the_baselines_the_shipped_learner_and_tpe_on_two_seeds(tmp_path, monkeypatch, argv, controllers,
+                                                                          seeds):
+    import loop.bench_loop as bl
+    seen = []
+
+    def fake_bench(plan, log):
+        seen.append(plan)
+        return {"quick": plan.quick, "seeds": list(plan.seeds), "tasks": {}, "wall_seconds": 0.0, "plot": None}
+
+    monkeypatch.setattr(bl, "bench_loop", fake_bench)
+    assert main(["bench", "loop", *argv, "--out", str(tmp_path)]) == 0
+    assert seen[0].controllers == controllers and seen[0].seeds == seeds
