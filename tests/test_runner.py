@@ -84,6 +84,28 @@ def test_candidates_of_a_round_share_seeds_and_copies_get_their_own(real_dir, tm
         assert row[0]["theta"] != row[1]["theta"] and row[0]["seed"] == row[1]["seed"]
 
 
+def test_the_final_retraining_keeps_the_higher_val_of_the_best_candidate_and_the_policy_mean(real_dir, tmp_path):
+    runs = {}
+    for final in ("better", "best", "current"):
+        cfg = load_config(SMOKE, tiny(real_dir, 'loop.optimizer="reinforce"', f'loop.options.final="{final}"'))
+        runs[final] = run_loop(cfg, tmp_path / final, log=lambda m: None)
+    assert {k: set(r["final_choices"]) for k, r in runs.items()} == {
+        "better": {"best", "current"}, "best": {"best"}, "current": {"current"}}
+    both = runs["better"]["final_choices"]
+    # each θ was retrained on the same final seeds as the single-choice runs
+    assert both["best"]["val"] == runs["best"]["val"] and both["current"]["val"] == runs["current"]["val"]
+    chosen = "current" if both["current"]["val"] > both["best"]["val"] else "best"
+    for key in ("theta", "val", "test", "test_per_seed"):
+        assert runs["better"][key] == runs[chosen][key], key
+    assert (runs["better"]["selected"] == "controller mean") == (chosen == "current")
+    rounds = [json.loads(x) for x in (tmp_path / "best" / "rounds.jsonl").read_text().splitlines()]
+    top = max(rounds, key=lambda r: r["score"])
+    assert runs["best"]["theta"] == pytest.approx(top["theta"], abs=1e-6)
+    with pytest.raises(ConfigError, match="reinforce.final: expected one of"):
+        run_loop(load_config(SMOKE, tiny(real_dir, 'loop.optimizer="reinforce"', 'loop.options.final="mean"')),
+                 tmp_path / "bad", log=lambda m: None)
+
+
 def test_credit_run_records_per_image_credit_and_selects_by_mean_of_copies(real_dir, tmp_path):
     cfg = load_config(SMOKE, tiny(real_dir, 'loop.optimizer="credit"'))
     best = run_loop(cfg, tmp_path / "run", log=lambda m: None)

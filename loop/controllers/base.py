@@ -28,7 +28,7 @@ from generator.space import ParameterSpace
 
 from ..signals import SIGNALS
 
-FINAL_CHOICES = ("best", "current")
+FINAL_CHOICES = ("best", "current", "better")
 
 
 @dataclass
@@ -100,8 +100,11 @@ class Controller(abc.ABC):
     learning: ClassVar[bool] = True
     """False for the fixed random-DR baseline."""
     final: ClassVar[str] = "best"
-    """Which θ the run retrains and reports at the end: "best" (the best real-val score seen)
-    or "current" (the controller's learned θ, for controllers whose reward is not the score)."""
+    """Which θ the run retrains and reports at the end: "best" (the best real-val score seen),
+    "current" (the controller's learned θ, for controllers whose reward is not the score) or
+    "better" (both retrained on the final seeds; the higher real val is kept). A best-scored
+    candidate carries the luck of its round's seed (the winner's curse of picking the maximum of
+    many noisy scores); a policy's mean averages over every round's evidence."""
     task_model: ClassVar[bool] = False
     """True: the runner keeps a task model training across rounds on each round's images
     (adversarial controllers); its real-val score is every candidate's score."""

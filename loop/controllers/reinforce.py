@@ -16,7 +16,7 @@ import numpy as np
 from generator.space import ParameterSpace
 
 from ._common import Box, GaussianPolicy, propose_from_policy, update_from_scores
-from .base import Controller, Feedback, check_choice, check_number
+from .base import FINAL_CHOICES, Controller, Feedback, check_choice, check_number
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ class ReinforceOptions:
     """Moving-average factor of the reward baseline (0: last round's mean only)."""
     optimizer: str = "adam"
     """"adam" or "sgd"."""
+    final: str = "better"
+    """What the run retrains at the end: "best" (the best-scored candidate), "current" (the
+    policy's mean μ) or "better" (both, keeping the higher real val; see ``Controller.final``)."""
 
     def check(self, name: str) -> None:
         check_number(f"{name}.lr", self.lr, low=0, low_open=True)
@@ -47,6 +50,7 @@ class ReinforceOptions:
         check_number(f"{name}.sigma", self.sigma, low=self.sigma_min, high=self.sigma_max)
         check_number(f"{name}.baseline_decay", self.baseline_decay, low=0, high=0.999)
         check_choice(f"{name}.optimizer", self.optimizer, ("adam", "sgd"))
+        check_choice(f"{name}.final", self.final, FINAL_CHOICES)
         if not isinstance(self.antithetic, bool):
             raise ValueError(f"{name}.antithetic: expected true or false, got {self.antithetic!r}")
         if not isinstance(self.learn_sigma, bool):
@@ -68,6 +72,7 @@ class Reinforce(Controller):
 
     def __init__(self, space: ParameterSpace, *, seed: int, **options):
         super().__init__(space, seed=seed, **options)
+        self.final = self.options.final
         self.box = Box(space)
         self.policy = make_policy(self.box.to_unit(space.clip(space.to_vector())), self.options)
         self.pending: list[tuple[np.ndarray, np.ndarray]] = []   # (θ proposed, its unclipped u)
