@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     b = bsub.add_parser("loop", help="controllers × search seeds on the real digits and the hidden shapes target: "
                                      "real val/TEST with 95 %% intervals, beside the prior, wide DR and the oracle")
-    b.add_argument("--quick", action="store_true", help="a small version for a first look (about 15 minutes)")
+    b.add_argument("--quick", action="store_true", help="a small version for a first look (about 17 minutes on 2 cores)")
     b.add_argument("--tasks", default="digits,shapes", help="comma-separated (default digits,shapes)")
     b.add_argument("--controllers", default=None,
                    help="comma-separated (default prior,random,reinforce,credit,descent,tpe,cmaes; "
