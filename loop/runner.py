@@ -308,12 +308,13 @@ class Loop:
         """The θs the final retraining scores: the best-scored candidate ("best"), the
         controller's own θ ("current"), or both ("better") when they differ."""
         c, space = self.controller, self.space
-        current = space.check_theta(c.current())
         if self.best is None or c.final == "current":
-            return {"current": current}
+            return {"current": space.check_theta(c.current())}
         best = space.check_theta(np.asarray(self.best["theta"]))
-        if c.final == "better" and not np.array_equal(best, current):
-            return {"best": best, "current": current}
+        if c.final == "better":
+            current = space.check_theta(c.current())
+            if not np.array_equal(best, current):
+                return {"best": best, "current": current}
         return {"best": best}
 
     def _final_scores(self, name: str, final_sets, final_seeds, final_fid) -> list:
@@ -331,7 +332,7 @@ class Loop:
 
     def finish(self, pool: RenderPool) -> dict[str, Any]:
         """The selected distribution, retrained with several seeds, scored on val and TEST."""
-        cfg, settings, space, c = self.cfg, self.cfg.evaluator, self.space, self.controller
+        cfg, settings, space = self.cfg, self.cfg.evaluator, self.space
         final_fid = fidelity(settings, final=True)
         final_seeds = [derive_seed(cfg.seed, FINAL_KEY, i) for i in range(settings.final_seeds)]
         choices = self._final_choices()
