@@ -628,11 +628,12 @@ def test_a_killed_render_actor_is_restarted_with_the_same_bytes(real):
     with RenderPool(cfg) as pool:
         for when in ("before", "during"):
             pid = ray.get(pool._actors[0].ping.remote())
+            timer = threading.Timer(0.0 if when == "before" else 0.05, os.kill, (pid, 9))
+            timer.start()
             if when == "before":
-                os.kill(pid, 9)
-            else:
-                threading.Timer(0.05, os.kill, (pid, 9)).start()
+                timer.join()
             got = pool.render(theta, 48, 7)
+            timer.join()        # a render faster than the timer: the kill still lands before the ping
             assert ray.get(pool._actors[0].ping.remote()) != pid           # a new actor process
             assert all(np.array_equal(a, b) for a, b in zip(got.images, want.images)) and len(got) == 48
 
