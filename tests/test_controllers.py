@@ -253,6 +253,7 @@ def test_make_controller_unknown_name():
     ("reinforce", {"sigma": 0.9}, r"reinforce.sigma: expected a number <= 0.5, got 0.9"),
     ("reinforce", {"optimizer": "rmsprop"}, r"reinforce.optimizer: expected one of \['adam', 'sgd'\], got 'rmsprop'"),
     ("reinforce", {"baseline_decay": True}, r"reinforce.baseline_decay: expected a number, got True"),
+    ("reinforce", {"baseline": "ema"}, r"reinforce.baseline: expected one of \['moving', 'round'\], got 'ema'"),
     ("metasim", {"lr": "fast"}, r"metasim.lr: expected a number, got 'fast'"),
     ("metasim+task", {"gap_rounds": 1.5}, r"metasim\+task.gap_rounds: expected an integer, got 1.5"),
     ("metasim+task", {"task_sigma": 0.0}, r"metasim\+task.task_sigma: expected a number >= 0.01, got 0.0"),
@@ -392,6 +393,23 @@ def test_antithetic_policy_draws_mirrored_pairs_and_cancels_the_baseline():
         steps.append(p.mu - 0.5)
     np.testing.assert_allclose(steps[0], steps[1])
     assert np.any(steps[0] != 0)
+
+
+def test_the_round_baseline_takes_a_round_s_shared_luck_out_of_the_sigma_step():
+    kw = dict(lr=0.1, optimizer="sgd", learn_sigma=True, sigma_min=0.01, sigma_max=0.5, baseline_decay=0.8,
+              antithetic=True)
+
+    def sigma_step(kind: str, luck: float) -> np.ndarray:
+        p = GaussianPolicy(np.full(3, 0.5), 0.1, baseline=kind, **kw)
+        p.baseline = 0.5                                   # earlier rounds' mean
+        us = p.sample(4, np.random.default_rng(2))
+        before = p.log_sigma.copy()
+        p.update(us, np.array([0.6, 0.5, 0.4, 0.55]) + luck)
+        return p.log_sigma - before
+
+    np.testing.assert_allclose(sigma_step("round", 0.0), sigma_step("round", 0.04), atol=1e-12)
+    assert np.any(sigma_step("round", 0.0) != 0)
+    assert not np.allclose(sigma_step("moving", 0.0), sigma_step("moving", 0.04))
 
 
 def test_adam_warmup_ramps_the_first_steps():

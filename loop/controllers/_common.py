@@ -88,16 +88,19 @@ def make_optimizer(kind: str, dim: int, lr: float) -> Adam | SGD:
 # --------------------------------------------------------------------------------------------
 
 class GaussianPolicy:
-    """N(μ, diag σ²) over u ∈ [0, 1]^d, trained by REINFORCE with a moving-average baseline.
+    """N(μ, diag σ²) over u ∈ [0, 1]^d, trained by REINFORCE with a moving-average baseline
+    (``baseline = "moving"``) or the round's own mean (``"round"``).
 
     Samples are drawn unclipped and clipped only when mapped to θ; the log-density gradient uses
     the unclipped draw, which keeps the estimator unbiased for the clipped objective's policy.
     """
 
     def __init__(self, mu: np.ndarray, sigma: float, *, lr: float, optimizer: str, learn_sigma: bool,
-                 sigma_min: float, sigma_max: float, baseline_decay: float, antithetic: bool = False):
+                 sigma_min: float, sigma_max: float, baseline_decay: float, antithetic: bool = False,
+                 baseline: str = "moving"):
         d = len(mu)
         self.antithetic = antithetic
+        self.baseline_kind = baseline
         self.mu = np.clip(np.asarray(mu, dtype=np.float64), 0.0, 1.0)
         self.log_sigma = np.full(d, math.log(sigma))
         self.learn_sigma = learn_sigma
@@ -118,7 +121,8 @@ class GaussianPolicy:
         if len(scores) == 0:
             return
         batch_mean = float(np.mean(scores))
-        adv = scores - (batch_mean if self.baseline is None else self.baseline)
+        reference = batch_mean if self.baseline is None or self.baseline_kind == "round" else self.baseline
+        adv = scores - reference
         sigma = np.exp(self.log_sigma)
         z = (us - self.mu) / sigma
         # ∇ log N(u | μ, σ²): d/dμ = z/σ, d/dlog σ = z² − 1

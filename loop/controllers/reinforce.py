@@ -35,8 +35,13 @@ class ReinforceOptions:
     """Also learn log σ (clamped to [sigma_min, sigma_max])."""
     sigma_min: float = 0.01
     sigma_max: float = 0.5
+    baseline: str = "moving"
+    """The reward baseline: "moving" (a moving average of earlier rounds' means) or "round" (this
+    round's own mean). With common random numbers a round's candidates share its luck (±4 val
+    points on the digits); the round's mean takes that luck out of the σ step, which a moving
+    average does not. (The mean's step from mirrored pairs is free of any baseline.)"""
     baseline_decay: float = 0.8
-    """Moving-average factor of the reward baseline (0: last round's mean only)."""
+    """Moving-average factor of the "moving" baseline (0: last round's mean only)."""
     optimizer: str = "adam"
     """"adam" or "sgd"."""
     final: str = "better"
@@ -50,6 +55,7 @@ class ReinforceOptions:
         check_number(f"{name}.sigma", self.sigma, low=self.sigma_min, high=self.sigma_max)
         check_number(f"{name}.baseline_decay", self.baseline_decay, low=0, high=0.999)
         check_choice(f"{name}.optimizer", self.optimizer, ("adam", "sgd"))
+        check_choice(f"{name}.baseline", self.baseline, ("moving", "round"))
         check_choice(f"{name}.final", self.final, FINAL_CHOICES)
         if not isinstance(self.antithetic, bool):
             raise ValueError(f"{name}.antithetic: expected true or false, got {self.antithetic!r}")
@@ -60,7 +66,7 @@ class ReinforceOptions:
 def make_policy(mu_u: np.ndarray, o: ReinforceOptions, *, sigma: float | None = None) -> GaussianPolicy:
     return GaussianPolicy(mu_u, o.sigma if sigma is None else sigma, lr=o.lr, optimizer=o.optimizer,
                           learn_sigma=o.learn_sigma, sigma_min=o.sigma_min, sigma_max=o.sigma_max,
-                          baseline_decay=o.baseline_decay, antithetic=o.antithetic)
+                          baseline_decay=o.baseline_decay, antithetic=o.antithetic, baseline=o.baseline)
 
 
 class Reinforce(Controller):
