@@ -17,6 +17,7 @@ density that is differentiated is exactly the one that was sampled.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
@@ -525,22 +526,17 @@ class ParameterSpace:
         return {p.name: p.to_dict() for p in self.parameters}
 
     def override(self, d: Mapping[str, Mapping[str, Any]]) -> "ParameterSpace":
-        """A copy with some parameters' settings replaced (keys merged per parameter)."""
+        """A copy with some parameters' settings replaced (keys merged per parameter). A key with
+        ``*`` (``"font.*"``) applies its settings to every parameter whose name it matches."""
         base = self.to_dict()
-        for name, sub in d.items():
-            if name not in base:
-                raise SpaceError(f"{name}: unknown parameter; expected one of {list(base)}")
+        for key, sub in d.items():
             if not isinstance(sub, Mapping):
-                raise SpaceError(f"{name}: expected a table, got {sub!r}")
-            merged = dict(base[name])
-            if "family" in sub and sub["family"] != merged["family"]:
-                merged = {"size": merged.get("size", 1)} if "size" in merged else {}
-            if "probs" in sub:
-                merged.pop("logits", None)
-            if "std" in sub:
-                merged.pop("log_std", None)
-            merged.update(sub)
-            base[name] = merged
+                raise SpaceError(f"{key}: expected a table, got {sub!r}")
+            names = fnmatch.filter(base, key) if "*" in key else [key] if key in base else []
+            if not names:
+                raise SpaceError(f"{key}: unknown parameter; expected one of {list(base)}")
+            for name in names:
+                base[name] = _merged(base[name], sub)
         return ParameterSpace.from_dict(base)
 
     def __getitem__(self, name: str) -> Parameter:
@@ -661,3 +657,16 @@ class ParameterSpace:
         for p in self.parameters:
             h = h + p.size * p.family._entropy(self._values(p, t))
         return h
+
+
+def _merged(current: dict[str, Any], sub: Mapping[str, Any]) -> dict[str, Any]:
+    """One parameter's settings with ``sub``'s merged over them (a new family starts afresh)."""
+    merged = dict(current)
+    if "family" in sub and sub["family"] != merged["family"]:
+        merged = {"size": merged.get("size", 1)} if "size" in merged else {}
+    if "probs" in sub:
+        merged.pop("logits", None)
+    if "std" in sub:
+        merged.pop("log_std", None)
+    merged.update(sub)
+    return merged

@@ -693,6 +693,14 @@ def test_override_can_fix_and_unfix_a_parameter():
     assert fixed.override({"c": {"learn": True}}).dim == SPACE.dim
 
 
+def test_an_override_key_with_a_star_applies_to_every_parameter_it_matches():
+    fixed = SPACE.override({"*u": {"learn": False}})             # "u" and "lu"
+    assert fixed.fixed_names == ["u", "lu"]
+    assert fixed.to_dict()["tn"] == SPACE.to_dict()["tn"]
+    with pytest.raises(SpaceError, match=r"font\.\*: unknown parameter"):
+        SPACE.override({"font.*": {"learn": False}})
+
+
 @given(st.lists(st.floats(-1.0, 1.0), min_size=2, max_size=30))
 @PROPS
 def test_any_theta_in_the_logit_box_is_a_spread_distribution(unit):
