@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from generator.space import ParameterSpace
-from loop.controllers import CONTROLLERS, Feedback, make_controller
+from loop.controllers import CONTROLLERS, Feedback, make_controller, options_for
 from loop.controllers._common import Adam, GaussianPolicy, score_function_grad
 from loop.controllers.testing import ControllerConformance, eval_rng, objective, run_loop, toy_space
 
@@ -269,6 +269,24 @@ def test_make_controller_unknown_name():
 def test_bad_options(name, options, message):
     with pytest.raises(ValueError, match=message):
         make_controller(name, toy_space(), seed=0, **options)
+
+
+def test_per_controller_option_tables():
+    """[loop.options.<name>] reaches only that controller, over the plain keys; others drop it."""
+    options = {"final": "best", "reinforce": {"baseline": "round", "final": "current"},
+               "optuna": {"sampler": "cmaes"}}
+    assert options_for("reinforce", options) == {"final": "current", "baseline": "round"}
+    assert options_for("optuna", options) == {"final": "best", "sampler": "cmaes"}
+    assert options_for("random", {"reinforce": {"baseline": "round"}}) == {}
+    c = make_controller("reinforce", toy_space(), seed=0, **options)
+    assert (c.options.baseline, c.final) == ("round", "current")
+    d = make_controller("optuna", toy_space(), seed=0, reinforce={"baseline": "round"}, optuna={"sampler": "cmaes"})
+    assert d.options.sampler == "cmaes"
+    with pytest.raises(ValueError, match=r"optuna.final: expected one of the options"):
+        make_controller("optuna", toy_space(), seed=0, **options)     # a plain key reaches every controller
+    with pytest.raises(ValueError, match=r"options.reinforc: expected a controller's name for a table of its "
+                                         r"own options \(one of \['random', "):
+        make_controller("reinforce", toy_space(), seed=0, reinforc={"baseline": "round"})
 
 
 @pytest.mark.parametrize("seed, message", [(-1, r"seed: expected an integer >= 0, got -1"),

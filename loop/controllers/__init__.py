@@ -1,6 +1,9 @@
 """Controllers of the closed loop: propose θ candidates, learn from their feedback.
 
-``make_controller(name, space, seed=..., **options)`` builds one by its registry name:
+``make_controller(name, space, seed=..., **options)`` builds one by its registry name. Its
+options are the config's ``[loop.options]``: plain keys go to whichever controller runs, and a
+table named after a controller (``[loop.options.reinforce]``) only to that one, on top of the
+plain keys, so one config can tune several controllers and still run with ``--optimizer X``:
 
 ==================== =================================================== =====================
 name                 algorithm                                           signals
@@ -41,14 +44,27 @@ CONTROLLERS: dict[str, type[Controller]] = {
 }
 
 
+def options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options controller ``name`` gets: the plain keys, then its own table's keys over them;
+    other controllers' tables are dropped. A table named after no controller is refused."""
+    tables = {k: v for k, v in options.items() if isinstance(v, dict)}
+    for key in tables:
+        if key not in CONTROLLERS:
+            raise ValueError(f"options.{key}: expected a controller's name for a table of its own options "
+                             f"(one of {list(CONTROLLERS)}), got {key!r}")
+    shared = {k: v for k, v in options.items() if k not in tables}
+    return {**shared, **tables.get(name, {})}
+
+
 def make_controller(name: str, space: ParameterSpace, *, seed: int, **options: Any) -> Controller:
-    """The controller registered as ``name``; options are validated by its constructor."""
+    """The controller registered as ``name``, with :func:`options_for` ``name`` of ``options``;
+    the options are validated by its constructor."""
     if name not in CONTROLLERS:
         raise ValueError(f"optimizer: expected one of {list(CONTROLLERS)}, got {name!r}")
-    return CONTROLLERS[name](space, seed=seed, **options)
+    return CONTROLLERS[name](space, seed=seed, **options_for(name, options))
 
 
 __all__ = [
     "ADR", "CONTROLLERS", "CreditAscent", "AttributeDescent", "Controller", "Feedback", "MetaSim", "MetaSimTask",
-    "OptunaController", "RandomDR", "Reinforce", "VADRA", "make_controller",
+    "OptunaController", "RandomDR", "Reinforce", "VADRA", "make_controller", "options_for",
 ]
