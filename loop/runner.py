@@ -28,7 +28,7 @@ import numpy as np
 from generator.base import derive_seed
 
 from .config import ConfigError, ExperimentConfig
-from .controllers import Controller, Feedback, make_controller
+from .controllers import Controller, Feedback, check_options, make_controller
 from .render_pool import RenderPool, check_resources, ensure_ray
 from .run_dir import RunDir, RunDirError, read_json
 from .signals import SIGNALS, get_signals
@@ -143,6 +143,10 @@ class Loop:
         the controller and the run directory (new, or restored from the checkpoint)."""
         cfg = self.cfg
         evaluator_class(cfg.evaluator.task)       # a bad task name is one line before Ray starts
+        try:                                      # and so is a bad optimizer or loop option
+            check_options(cfg.loop.optimizer, cfg.loop.options)
+        except ValueError as e:
+            raise ConfigError(f"loop: {e}") from None
         self.use_ray = bool(cfg.render.workers > 0 or self.address or cfg.evaluator.ray)
         if cfg.evaluator.ray is False and (cfg.render.workers > 0 or self.address):
             raise ConfigError("evaluator.ray: expected true (or unset) when the render actors run on Ray "

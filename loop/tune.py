@@ -139,12 +139,17 @@ def run_tune(cfg: ExperimentConfig, *, scheduler: str, budget: int, out: str, ad
 
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 
-    from .controllers import make_controller
+    from .controllers import check_options, make_controller
     from .render_pool import check_resources, ensure_ray
     from .tasks import load_real
 
     if scheduler not in ("asha", "pbt"):
         raise ConfigError(f"--scheduler: expected 'asha' or 'pbt', got {scheduler!r}")
+    if scheduler == "asha":
+        try:                          # a bad loop option is one line before the target is made
+            check_options(cfg.loop.optimizer, cfg.loop.options)
+        except ValueError as e:
+            raise ConfigError(f"loop: {e}") from None
     logging.getLogger("optuna").setLevel(logging.WARNING)
     gen = cfg.build_generator()
     load_real(cfg, categories=gen.categories)   # make the target now if missing, and check it, once

@@ -280,6 +280,16 @@ def test_bad_config_stops_in_one_line(real, tmp_path, capsys, case, overrides, f
     assert not (tmp_path / "run" / "rounds.jsonl").exists()
 
 
+@pytest.mark.parametrize("option", ['loop.options.reinforce.baseline="ema"', "loop.options.bogus=1",
+                                    'loop.options.reinforc.baseline="round"'])
+def test_bad_loop_option_stops_before_ray(real, tmp_path, capsys, monkeypatch, option):
+    import loop.runner
+
+    monkeypatch.setattr(loop.runner, "ensure_ray", lambda *a, **k: pytest.fail("Ray started before the check"))
+    argv = ["run", str(SMOKE), "--out", str(tmp_path / "run"), *sets(real, "render.workers=1", option)]
+    assert _one_line_exit_2(capsys, argv).startswith("dropt run: error: loop: ")
+
+
 @pytest.mark.parametrize("case", list(REAL_SETS))
 def test_bad_real_set_stops_in_one_line_before_rendering(real, bad_reals, tmp_path, capsys, case):
     argv = ["run", str(SMOKE), "--out", str(tmp_path / "run"), *sets(real), "--set",

@@ -30,7 +30,7 @@ from generator.space import ParameterSpace
 
 from .adr import ADR
 from .attribute_descent import AttributeDescent
-from .base import Controller, Feedback
+from .base import Controller, Feedback, parse_options
 from .credit import CreditAscent
 from .metasim import MetaSim, MetaSimTask
 from .optuna_search import OptunaController
@@ -56,6 +56,15 @@ def options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return {**shared, **tables.get(name, {})}
 
 
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """What :func:`make_controller` would refuse in ``name`` and ``options``, without building
+    the controller (which may open files): the one-line error before Ray starts."""
+    if name not in CONTROLLERS:
+        raise ValueError(f"optimizer: expected one of {list(CONTROLLERS)}, got {name!r}")
+    cls = CONTROLLERS[name]
+    parse_options(cls.name, cls.Options, options_for(name, options)).check(cls.name)
+
+
 def make_controller(name: str, space: ParameterSpace, *, seed: int, **options: Any) -> Controller:
     """The controller registered as ``name``, with :func:`options_for` ``name`` of ``options``;
     the options are validated by its constructor."""
@@ -66,5 +75,5 @@ def make_controller(name: str, space: ParameterSpace, *, seed: int, **options: A
 
 __all__ = [
     "ADR", "CONTROLLERS", "CreditAscent", "AttributeDescent", "Controller", "Feedback", "MetaSim", "MetaSimTask",
-    "OptunaController", "RandomDR", "Reinforce", "VADRA", "make_controller", "options_for",
+    "OptunaController", "RandomDR", "Reinforce", "VADRA", "check_options", "make_controller", "options_for",
 ]
