@@ -36,33 +36,44 @@ from .config import ConfigError, load_config
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
+SCALES = ("quick", "default", "full")
+"""How big a run is. ``full``: the fidelities and budgets the README's tables and the issue's
+targets are measured at (about four hours on 2 cores); ``default``: every controller on 3 seeds
+with fewer rounds (and, on shapes, smaller candidates), to fit about 90 minutes; ``quick``: a
+first look in about 15 minutes (4 controllers, 2 seeds)."""
+SUFFIX = {"quick": "-quick", "default": "", "full": "-full"}
+"""The scale's part of ``--out``'s default and of the result, curve and reference file names."""
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
     config: str
-    overrides: tuple[str, ...]
-    """The benchmark's fidelity and budget (``--set`` of every run of this task)."""
-    quick: tuple[str, ...]
-    """Replaces ``overrides`` with ``--quick``."""
+    fidelities: dict[str, tuple[str, ...]]
+    """Per scale: the ``--set`` overrides (fidelity and budget) of every run of this task."""
     oracle: bool = False
 
 
+def _fidelity(images: int, steps: int, final_images: int, final_steps: int, rounds: int,
+              candidates: int | None = None) -> tuple[str, ...]:
+    sets = (f"evaluator.images={images}", f"evaluator.steps={steps}", f"evaluator.final_images={final_images}",
+            f"evaluator.final_steps={final_steps}", f"loop.budget={rounds}")
+    return sets + ((f"loop.candidates={candidates}",) if candidates else ())
+
+
 TASKS = {
-    "digits": Task("digits", "experiments/digits/default.toml",
-                   ("evaluator.images=400", "evaluator.steps=300", "evaluator.final_images=4000",
-                    "evaluator.final_steps=2000", "loop.budget=15", "loop.candidates=4"),
-                   ("evaluator.images=300", "evaluator.steps=200", "evaluator.final_images=600",
-                    "evaluator.final_steps=400", "loop.budget=6", "loop.candidates=4")),
-    "digits-fonts": Task("digits-fonts", "experiments/digits/fonts.toml",
-                         ("evaluator.images=400", "evaluator.steps=300", "evaluator.final_images=1600",
-                          "evaluator.final_steps=1000", "loop.budget=15", "loop.candidates=4"),
-                         ("evaluator.images=300", "evaluator.steps=200", "evaluator.final_images=600",
-                          "evaluator.final_steps=400", "loop.budget=6", "loop.candidates=4")),
-    "shapes": Task("shapes", "experiments/shapes/default.toml",
-                   ("evaluator.images=300", "evaluator.steps=150", "evaluator.final_images=600",
-                    "evaluator.final_steps=300", "loop.budget=20"),
-                   ("evaluator.images=200", "evaluator.steps=100", "evaluator.final_images=400",
-                    "evaluator.final_steps=200", "loop.budget=5", "loop.candidates=2"), oracle=True),
+    "digits": Task("digits", "experiments/digits/default.toml", {
+        "full": _fidelity(400, 300, 4000, 2000, 15, 4),
+        "default": _fidelity(400, 300, 4000, 2000, 12, 4),
+        "quick": _fidelity(300, 200, 600, 400, 6, 4)}),
+    "digits-fonts": Task("digits-fonts", "experiments/digits/fonts.toml", {
+        "full": _fidelity(400, 300, 1600, 1000, 15, 4),
+        "default": _fidelity(400, 300, 1600, 1000, 12, 4),
+        "quick": _fidelity(300, 200, 600, 400, 6, 4)}),
+    "shapes": Task("shapes", "experiments/shapes/default.toml", {
+        "full": _fidelity(300, 150, 600, 300, 20),          # the config's own candidates (4)
+        "default": _fidelity(200, 100, 400, 200, 10, 4),
+        "quick": _fidelity(200, 100, 400, 200, 5, 2)}, oracle=True),
 }
 
 #: benchmark name → (dropt optimizer, extra --set overrides)
@@ -87,22 +98,35 @@ class Plan:
     tasks: tuple[str, ...]
     controllers: tuple[str, ...]
     seeds: tuple[int, ...]
-    quick: bool
+    scale: str
+    """One of :data:`SCALES`."""
     out: Path
     extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
     report_only: bool = False
     """Aggregate the finished runs only; a controller with a missing run is left out (and said so)."""
 
     def overrides(self, task: str, controller: str) -> list[str]:
-        t = TASKS[task]
-        return [*(t.quick if self.quick else t.overrides), *CONTROLLERS[controller][1], *self.extra.get(task, ())]
+        return [*TASKS[task].fidelities[self.scale], *CONTROLLERS[controller][1], *self.extra.get(task, ())]
+
+    @property
+    def suffix(self) -> str:
+        return SUFFIX[self.scale]
 
     def run_dir(self, task: str, controller: str, seed: int) -> Path:
         return self.out / task / f"{controller}-s{seed}"
 
 
+def run_overrides(plan: Plan, task: str, controller: str, seed: int | None = None) -> list[str]:
+    """Every ``--set`` of one benchmark run: the scale's fidelity, the controller and its options,
+    the search seed."""
+    sets = [*plan.overrides(task, controller), f'loop.optimizer="{CONTROLLERS[controller][0]}"']
+    return sets if seed is None else [*sets, f"seed={seed}"]
+
+
 def check_plan(plan: Plan) -> None:
     """Every run's config is loaded (and so validated) before the first one starts."""
+    if plan.scale not in SCALES:
+        raise ConfigError(f"scale: expected one of {list(SCALES)}, got {plan.scale!r}")
     for name in plan.tasks:
         if name not in TASKS:
             raise ConfigError(f"--tasks: expected names among {sorted(TASKS)}, got {name!r}")
@@ -111,7 +135,24 @@ def check_plan(plan: Plan) -> None:
             raise ConfigError(f"--controllers: expected names among {sorted(CONTROLLERS)}, got {name!r}")
     for task in plan.tasks:
         for c in plan.controllers:
-            load_config(TASKS[task].config, [*plan.overrides(task, c), f'loop.optimizer="{CONTROLLERS[c][0]}"'])
+            load_config(TASKS[task].config, run_overrides(plan, task, c))
+
+
+def check_same_run(plan: Plan, task: str, controller: str, seed: int) -> None:
+    """A run folder found under ``--out`` is reused (or resumed) only when it is this very run:
+    its config.toml must equal the config this plan would run, so a run of another scale, or of a
+    config edited since, is never mixed into the figures."""
+    import tomllib
+
+    out = plan.run_dir(task, controller, seed)
+    want = load_config(TASKS[task].config, run_overrides(plan, task, controller, seed)).raw
+    try:
+        have = tomllib.loads((out / "config.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{out}: expected a dropt run with its config.toml, got {e}") from None
+    if have != want:
+        raise ConfigError(f"{out}: expected a run of this benchmark's {plan.scale} scale and the current "
+                          f"{TASKS[task].config}, got a run with another config; pass another --out or remove it")
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,10 +161,13 @@ def check_plan(plan: Plan) -> None:
 
 def run_one(plan: Plan, task: str, controller: str, seed: int, log: Callable[[str], None]) -> dict[str, Any]:
     out = plan.run_dir(task, controller, seed)
+    started = any((out / "checkpoint" / name).is_file() for name in ("state.json", "state.prev.json"))
+    if (out / "best.json").is_file() or started:
+        check_same_run(plan, task, controller, seed)
     if (out / "best.json").is_file():
         return json.loads((out / "best.json").read_text())
     base = [sys.executable, "-c", "import sys; from loop.cli import main; sys.exit(main())", "run"]
-    if any((out / "checkpoint" / name).is_file() for name in ("state.json", "state.prev.json")):
+    if started:
         log(f"  {task}/{controller} seed {seed}: resuming {out}")
         cmd = [*base, "--resume", str(out)]
     else:
@@ -131,9 +175,8 @@ def run_one(plan: Plan, task: str, controller: str, seed: int, log: Callable[[st
             import shutil
 
             shutil.rmtree(out)
-        cmd = [*base, TASKS[task].config, "--optimizer", CONTROLLERS[controller][0], "--seed", str(seed),
-               "--out", str(out)]
-        for kv in plan.overrides(task, controller):
+        cmd = [*base, TASKS[task].config, "--out", str(out)]
+        for kv in run_overrides(plan, task, controller, seed):
             cmd += ["--set", kv]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -177,7 +220,7 @@ def interval(values: list[float]) -> tuple[float, float]:
 # --------------------------------------------------------------------------------------------
 
 def _references_path(plan: Plan) -> Path:
-    return plan.out / "shapes" / ("references-quick.json" if plan.quick else "references.json")
+    return plan.out / "shapes" / f"references{plan.suffix}.json"
 
 
 def shapes_references(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
@@ -229,10 +272,10 @@ def bench_loop(plan: Plan, *, log: Callable[[str], None] = print) -> dict[str, A
     check_plan(plan)
     plan.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    result: dict[str, Any] = {"quick": plan.quick, "seeds": list(plan.seeds), "tasks": {}}
+    result: dict[str, Any] = {"scale": plan.scale, "seeds": list(plan.seeds), "tasks": {}}
     for task in plan.tasks:
         log(f"{task}: {len(plan.controllers)} controllers × {len(plan.seeds)} search seeds "
-            f"({' '.join(TASKS[task].quick if plan.quick else TASKS[task].overrides)})")
+            f"({plan.scale}: {' '.join(TASKS[task].fidelities[plan.scale])})")
         rows, skipped = {}, []
         for c in plan.controllers:
             if plan.report_only and not all((plan.run_dir(task, c, s) / "best.json").is_file() for s in plan.seeds):
@@ -253,7 +296,7 @@ def bench_loop(plan: Plan, *, log: Callable[[str], None] = print) -> dict[str, A
         entry["sample_efficiency"] = sample_efficiency(rows)
         result["tasks"][task] = entry
     result["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    name = "curves" + ("-quick" if plan.quick else "") + ("" if plan.tasks == ("digits", "shapes") else f"-{'-'.join(plan.tasks)}")
+    name = "curves" + plan.suffix + ("" if plan.tasks == ("digits", "shapes") else f"-{'-'.join(plan.tasks)}")
     result["plot"] = str(plot_curves(result, plan.out / f"{name}.png"))
     return result
 

@@ -139,13 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     b = bsub.add_parser("loop", help="controllers × search seeds on the real digits and the hidden shapes target: "
                                      "real val/TEST with 95 %% intervals, beside the prior, wide DR and the oracle")
-    b.add_argument("--quick", action="store_true", help="a small version for a first look (about 17 minutes on 2 cores)")
+    size = b.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true",
+                      help="a first look: 4 controllers, 2 seeds, small fidelities (about 15 minutes on 2 cores)")
+    size.add_argument("--full", action="store_true",
+                      help="the fidelities and budgets of the README's tables (shapes: 20 rounds at 300 images / "
+                           "150 steps; about four hours on 2 cores); the default run fits about 90 minutes")
     b.add_argument("--tasks", default="digits,shapes", help="comma-separated (default digits,shapes)")
     b.add_argument("--controllers", default=None,
                    help="comma-separated (default prior,random,reinforce,credit,descent,tpe,cmaes; "
                         "--quick prior,random,reinforce,tpe)")
     b.add_argument("--seeds", default=None, help="search seeds, comma-separated (default 0,1,2; --quick 0,1)")
-    b.add_argument("--out", default=None, help="run directories (default out/bench-loop, --quick out/bench-loop-quick)")
+    b.add_argument("--out", default=None,
+                   help="run directories (default out/bench-loop, --quick out/bench-loop-quick, --full out/bench-loop-full)")
     b.add_argument("--report-only", action="store_true",
                    help="aggregate the finished runs only (a controller with a missing run is left out)")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -305,7 +311,7 @@ def cmd_eval(args) -> int:
 
 
 def _bench_loop(args) -> int:
-    from .bench_loop import DEFAULT_CONTROLLERS, QUICK_CONTROLLERS, Plan, bench_loop, format_table
+    from .bench_loop import DEFAULT_CONTROLLERS, QUICK_CONTROLLERS, SUFFIX, Plan, bench_loop, format_table
 
     def names(text: str | None, default) -> tuple[str, ...]:
         return tuple(x.strip() for x in text.split(",") if x.strip()) if text else tuple(default)
@@ -316,18 +322,19 @@ def _bench_loop(args) -> int:
         print(f"dropt bench loop: error: --seeds: expected comma-separated integers, got {args.seeds!r}",
               file=sys.stderr)
         return EXIT_USAGE
-    out = Path(args.out or ("out/bench-loop-quick" if args.quick else "out/bench-loop"))
+    scale = "quick" if args.quick else "full" if args.full else "default"
     controllers = names(args.controllers, QUICK_CONTROLLERS if args.quick else DEFAULT_CONTROLLERS)
-    plan = Plan(tasks=names(args.tasks, ()), controllers=controllers, seeds=seeds, quick=args.quick, out=out,
-                report_only=args.report_only)
+    plan = Plan(tasks=names(args.tasks, ()), controllers=controllers, seeds=seeds, scale=scale,
+                out=Path(args.out or f"out/bench-loop{SUFFIX[scale]}"), report_only=args.report_only)
     log = (lambda m: print(m, file=sys.stderr, flush=True))
     try:
         res = bench_loop(plan, log=log)
     except RuntimeError as e:
         print(f"dropt bench loop: error: {e}", file=sys.stderr)
         return 1
-    name = "result" + ("-quick" if args.quick else "") + ("" if args.tasks == "digits,shapes" else f"-{'-'.join(plan.tasks)}")
-    (out / f"{name}.json").write_text(json.dumps(res, indent=1))
+    name = "result" + plan.suffix + ("" if args.tasks == "digits,shapes" else f"-{'-'.join(plan.tasks)}")
+    plan.out.mkdir(parents=True, exist_ok=True)
+    (plan.out / f"{name}.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res) if args.json else format_table(res))
     return 0
 

@@ -8,9 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from loop.bench_loop import Plan, check_plan, curve, interval, sample_efficiency, summarise
+from pathlib import Path
+
+from loop.bench_loop import (SUFFIX, TASKS, Plan, check_plan, curve, interval, run_one, run_overrides,
+                             sample_efficiency, summarise)
 from loop.cli import main
-from loop.config import ConfigError
+from loop.config import ConfigError, load_config
 
 
 def test_interval_is_a_95_percent_t_interval():
@@ -55,28 +58,69 @@ def test_summarise_averages_curves_over_seeds(tmp_path):
 
 def test_bad_names_are_refused_before_anything_runs(tmp_path, capsys):
     with pytest.raises(ConfigError, match="--tasks: expected names among"):
-        check_plan(Plan(("nope",), ("prior",), (0,), True, tmp_path))
+        check_plan(Plan(("nope",), ("prior",), (0,), "quick", tmp_path))
     with pytest.raises(ConfigError, match="--controllers: expected names among"):
-        check_plan(Plan(("digits",), ("magic",), (0,), True, tmp_path))
+        check_plan(Plan(("digits",), ("magic",), (0,), "quick", tmp_path))
+    with pytest.raises(ConfigError, match="scale: expected one of"):
+        check_plan(Plan(("digits",), ("prior",), (0,), "huge", tmp_path))
     assert main(["bench", "loop", "--quick", "--controllers", "magic", "--out", str(tmp_path)]) == 2
     assert "--controllers: expected names among" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("argv, controllers, seeds", [
-    (["--quick"], ("prior", "random", "reinforce", "tpe"), (0, 1)),
-    ([], ("prior", "random", "reinforce", "credit", "descent", "tpe", "cmaes"), (0, 1, 2)),
-    (["--quick", "--controllers", "cmaes", "--seeds", "4"], ("cmaes",), (4,)),
+@pytest.mark.parametrize("argv, controllers, seeds, scale, out", [
+    (["--quick"], ("prior", "random", "reinforce", "tpe"), (0, 1), "quick", "bench-loop-quick"),
+    ([], ("prior", "random", "reinforce", "credit", "descent", "tpe", "cmaes"), (0, 1, 2), "default", "bench-loop"),
+    (["--full"], ("prior", "random", "reinforce", "credit", "descent", "tpe", "cmaes"), (0, 1, 2), "full",
+     "bench-loop-full"),
+    (["--quick", "--controllers", "cmaes", "--seeds", "4"], ("cmaes",), (4,), "quick", "bench-loop-quick"),
 ])
-def test_quick_runs_the_baselines_the_shipped_learner_and_tpe_on_two_seeds(tmp_path, monkeypatch, argv, controllers,
-                                                                          seeds):
+def test_each_scale_runs_its_controllers_and_seeds_into_its_own_folder(tmp_path, monkeypatch, argv, controllers,
+                                                                      seeds, scale, out):
     import loop.bench_loop as bl
     seen = []
 
     def fake_bench(plan, log):
         seen.append(plan)
-        return {"quick": plan.quick, "seeds": list(plan.seeds), "tasks": {}, "wall_seconds": 0.0, "plot": None}
+        return {"scale": plan.scale, "seeds": list(plan.seeds), "tasks": {}, "wall_seconds": 0.0, "plot": None}
 
     monkeypatch.setattr(bl, "bench_loop", fake_bench)
-    assert main(["bench", "loop", *argv, "--out", str(tmp_path)]) == 0
-    assert seen[0].controllers == controllers and seen[0].seeds == seeds
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "loop", *argv]) == 0
+    plan = seen[0]
+    assert (plan.controllers, plan.seeds, plan.scale, plan.out) == (controllers, seeds, scale, Path("out") / out)
+    assert (plan.out / f"result{SUFFIX[scale]}.json").is_file()
+
+
+def test_quick_and_full_are_refused_together(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "loop", "--quick", "--full", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scale, images, rounds", [("quick", 200, 5), ("default", 200, 10), ("full", 300, 20)])
+def test_the_shapes_scales_fidelities(tmp_path, scale, images, rounds):
+    plan = Plan(("shapes",), ("reinforce",), (0,), scale, tmp_path)
+    cfg = load_config(TASKS["shapes"].config, run_overrides(plan, "shapes", "reinforce", 7))
+    assert (cfg.evaluator.images, cfg.loop.budget, cfg.loop.optimizer, cfg.seed) == (images, rounds, "reinforce", 7)
+
+
+def write_run(plan, task, controller, seed, config_sets):
+    """A finished run folder as `dropt run` leaves it (config.toml and best.json only)."""
+    import tomli_w
+
+    out = plan.run_dir(task, controller, seed)
+    out.mkdir(parents=True)
+    (out / "config.toml").write_text(tomli_w.dumps(load_config(TASKS[task].config, config_sets).raw))
+    (out / "best.json").write_text(json.dumps({"val": 0.5, "test": 0.4}))
+
+
+def test_a_finished_run_is_reused_only_when_it_is_the_same_run(tmp_path):
+    plan = Plan(("digits",), ("prior",), (0,), "default", tmp_path)
+    write_run(plan, "digits", "prior", 0, run_overrides(plan, "digits", "prior", 0))
+    assert run_one(plan, "digits", "prior", 0, log=print) == {"val": 0.5, "test": 0.4}
+
+    quick = Plan(("digits",), ("prior",), (1,), "quick", tmp_path)      # a default-scale run under a quick plan
+    write_run(quick, "digits", "prior", 1, run_overrides(plan, "digits", "prior", 1))
+    with pytest.raises(ConfigError, match="expected a run of this benchmark's quick scale"):
+        run_one(quick, "digits", "prior", 1, log=print)
