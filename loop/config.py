@@ -77,6 +77,10 @@ class LoopSettings:
     budget: int = 20                 # rounds
     candidates: int = 4              # θs proposed, rendered and scored per round
     options: dict[str, Any] = field(default_factory=dict)   # controller options
+    keep_start: bool = True
+    """A learning controller's final retraining also scores the config's own θ (where the search
+    started) on the same final seeds and keeps it when its real val is higher: a search may fail
+    to improve the data, but it never reports a worse distribution than the one it was given."""
 
 
 @dataclass
@@ -239,7 +243,8 @@ def _loop(raw: Any) -> LoopSettings:
     options = _options(raw.get("options", {}), "loop.options")
     return LoopSettings(optimizer=_str(raw, "optimizer", d.optimizer, "loop."),
                         budget=_int(raw, "budget", d.budget, 1, "loop."),
-                        candidates=_int(raw, "candidates", d.candidates, 1, "loop."), options=dict(options))
+                        candidates=_int(raw, "candidates", d.candidates, 1, "loop."), options=dict(options),
+                        keep_start=_opt_bool(raw, "keep_start", "loop.") is not False)
 
 
 def _target(raw: Any) -> TargetSettings | None:

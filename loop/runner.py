@@ -37,6 +37,9 @@ from .tasks import (CandidateJob, CandidateResult, check_evaluator, concat, eval
 
 FINAL_KEY = 0xF17A1
 TASK_MODEL_KEY = 0xADD
+FINAL_TIE_ORDER = ("start", "current", "best")
+"""Final choices with equal real val: the later one is kept (the candidate, then the controller's
+θ, then the config's θ)."""
 
 
 class RunError(ConfigError):
@@ -310,16 +313,22 @@ class Loop:
     # --- the end ---------------------------------------------------------------------------
     def _final_choices(self) -> dict[str, np.ndarray]:
         """The θs the final retraining scores: the best-scored candidate ("best"), the
-        controller's own θ ("current"), or both ("better") when they differ."""
+        controller's own θ ("current"), or both ("better") when they differ; for a learning
+        controller with ``loop.keep_start`` also the config's θ it started from ("start")."""
         c, space = self.controller, self.space
         if self.best is None or c.final == "current":
-            return {"current": space.check_theta(c.current())}
-        best = space.check_theta(np.asarray(self.best["theta"]))
-        if c.final == "better":
-            current = space.check_theta(c.current())
-            if not np.array_equal(best, current):
-                return {"best": best, "current": current}
-        return {"best": best}
+            choices = {"current": space.check_theta(c.current())}
+        else:
+            choices = {"best": space.check_theta(np.asarray(self.best["theta"]))}
+            if c.final == "better":
+                current = space.check_theta(c.current())
+                if not np.array_equal(choices["best"], current):
+                    choices["current"] = current
+        if c.learning and self.cfg.loop.keep_start:
+            start = space.check_theta(space.clip(space.to_vector()))
+            if not any(np.array_equal(start, t) for t in choices.values()):
+                choices["start"] = start
+        return choices
 
     def _final_scores(self, name: str, final_sets, final_seeds, final_fid) -> list:
         settings = self.cfg.evaluator
@@ -349,10 +358,10 @@ class Loop:
             t0 = time.perf_counter()
             retrained[name] = self._final_scores(name, final_sets, final_seeds, final_fid)
             t_eval += time.perf_counter() - t0
-        # "better": the best-scored candidate and the controller's own θ were both retrained; the
-        # higher mean real val is kept (TEST only reported). Ties keep the candidate.
+        # Of the θs retrained on the same final seeds the higher mean real val is kept (TEST only
+        # reported). Ties keep the candidate, then the controller's θ, then the start.
         mean_val = {n: float(np.mean([m.extras[f"val_{self.metric}"] for m in ms])) for n, ms in retrained.items()}
-        chosen = max(retrained, key=lambda n: (mean_val[n], n == "best"))
+        chosen = max(retrained, key=lambda n: (mean_val[n], FINAL_TIE_ORDER.index(n)))
         theta_best, finals = choices[chosen], retrained[chosen]
         val = [float(m.extras[f"val_{self.metric}"]) for m in finals]
         test = [float(m.extras[f"test_{self.metric}"]) for m in finals]
@@ -361,8 +370,8 @@ class Loop:
                   "loop_total": self.timing["total"], "run_wall": wall, "startup": self.t_startup}
         inside = timing["render"] + timing["evaluate"]
         best = self.best
-        selected = ("controller mean" if chosen == "current" else
-                    f"round {best['round'] + 1} candidate {best['candidate']}"
+        selected = ("controller mean" if chosen == "current" else "the config's θ (the search's start)"
+                    if chosen == "start" else f"round {best['round'] + 1} candidate {best['candidate']}"
                     + (f" (mean of {best['copies']} copies)" if best.get("copies", 1) > 1 else ""))
         result = {
             "optimizer": cfg.loop.optimizer, "seed": cfg.seed, "rounds": cfg.loop.budget,

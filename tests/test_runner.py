@@ -87,7 +87,8 @@ def test_candidates_of_a_round_share_seeds_and_copies_get_their_own(real_dir, tm
 def test_the_final_retraining_keeps_the_higher_val_of_the_best_candidate_and_the_policy_mean(real_dir, tmp_path):
     runs = {}
     for final in ("better", "best", "current"):
-        cfg = load_config(SMOKE, tiny(real_dir, 'loop.optimizer="reinforce"', f'loop.options.final="{final}"'))
+        cfg = load_config(SMOKE, tiny(real_dir, 'loop.optimizer="reinforce"', f'loop.options.final="{final}"',
+                                      "loop.keep_start=false"))
         runs[final] = run_loop(cfg, tmp_path / final, log=lambda m: None)
     assert {k: set(r["final_choices"]) for k, r in runs.items()} == {
         "better": {"best", "current"}, "best": {"best"}, "current": {"current"}}
@@ -104,6 +105,47 @@ def test_the_final_retraining_keeps_the_higher_val_of_the_best_candidate_and_the
     with pytest.raises(ConfigError, match="reinforce.final: expected one of"):
         run_loop(load_config(SMOKE, tiny(real_dir, 'loop.optimizer="reinforce"', 'loop.options.final="mean"')),
                  tmp_path / "bad", log=lambda m: None)
+
+
+def test_a_learner_also_retrains_the_config_theta_and_keeps_it_when_its_val_is_higher(real_dir, tmp_path):
+    cfg = load_config(SMOKE, tiny(real_dir, 'loop.optimizer="reinforce"'))
+    run = run_loop(cfg, tmp_path / "run", log=lambda m: None)
+    assert set(run["final_choices"]) == {"best", "current", "start"}
+    # the start is the config's θ retrained on the run's final seeds: what a search-free run reports
+    prior = run_loop(load_config(SMOKE, tiny(real_dir, 'loop.optimizer="random"', "loop.options.widen=false",
+                                             "loop.budget=1", "loop.candidates=1")), tmp_path / "prior",
+                     log=lambda m: None)
+    assert run["final_choices"]["start"]["val"] == prior["val"]
+    chosen = max(run["final_choices"], key=lambda n: run["final_choices"][n]["val"])
+    assert run["val"] == run["final_choices"][chosen]["val"]
+    assert (run["selected"] == "the config's θ (the search's start)") == (chosen == "start")
+    if chosen == "start":
+        assert run["theta"] == prior["theta"] and run["test"] == prior["test"]
+    # the random baseline learns nothing, so it has no start to keep
+    assert set(prior["final_choices"]) == {"best"}
+
+
+@pytest.mark.parametrize("winner, selected", [("start", "the config's θ (the search's start)"),
+                                              ("current", "controller mean")])
+def test_the_final_choice_with_the_higher_val_is_kept(real_dir, tmp_path, monkeypatch, winner, selected):
+    from types import SimpleNamespace
+
+    import loop.runner as runner
+
+    def scripted(self, name, final_sets, final_seeds, final_fid):   # real val 0.9 for the winner, 0.5 else
+        v = 0.9 if name == winner else 0.5
+        return [SimpleNamespace(extras={f"val_{self.metric}": v, f"test_{self.metric}": v - 0.1})] * len(final_seeds)
+
+    monkeypatch.setattr(runner.Loop, "_final_scores", scripted)
+    cfg = load_config(SMOKE, tiny(real_dir, 'loop.optimizer="reinforce"'))
+    run = run_loop(cfg, tmp_path / "run", log=lambda m: None)
+    assert run["selected"] == selected and run["val"] == 0.9 and run["test"] == pytest.approx(0.8)
+    space = cfg.build_generator().space
+    if winner == "start":
+        assert run["theta"] == pytest.approx(space.named(space.clip(space.to_vector())), abs=1e-6)
+    off = run_loop(load_config(SMOKE, tiny(real_dir, 'loop.optimizer="reinforce"', "loop.keep_start=false")),
+                   tmp_path / "off", log=lambda m: None)
+    assert set(off["final_choices"]) == {"best", "current"}
 
 
 def test_credit_run_records_per_image_credit_and_selects_by_mean_of_copies(real_dir, tmp_path):
