@@ -38,8 +38,8 @@ T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
 
 SCALES = ("quick", "default", "full")
 """How big a run is. ``full``: the fidelities and budgets the README's tables and the issue's
-targets are measured at (about four hours on 2 cores); ``default``: every controller on 3 seeds
-with fewer rounds (and, on shapes, smaller candidates), to fit about 90 minutes; ``quick``: a
+targets are measured at (about four hours on 2 cores; every controller); ``default``: six
+controllers on 3 seeds with 8 rounds at smaller fidelities, to fit about 90 minutes; ``quick``: a
 first look in about 15 minutes (4 controllers, 2 seeds)."""
 SUFFIX = {"quick": "-quick", "default": "", "full": "-full"}
 """The scale's part of ``--out``'s default and of the result, curve and reference file names."""
@@ -64,15 +64,15 @@ def _fidelity(images: int, steps: int, final_images: int, final_steps: int, roun
 TASKS = {
     "digits": Task("digits", "experiments/digits/default.toml", {
         "full": _fidelity(400, 300, 4000, 2000, 15, 4),
-        "default": _fidelity(400, 300, 4000, 2000, 12, 4),
+        "default": _fidelity(300, 200, 1000, 600, 8, 4),
         "quick": _fidelity(300, 200, 600, 400, 6, 4)}),
     "digits-fonts": Task("digits-fonts", "experiments/digits/fonts.toml", {
         "full": _fidelity(400, 300, 1600, 1000, 15, 4),
-        "default": _fidelity(400, 300, 1600, 1000, 12, 4),
+        "default": _fidelity(300, 200, 1000, 600, 8, 4),
         "quick": _fidelity(300, 200, 600, 400, 6, 4)}),
     "shapes": Task("shapes", "experiments/shapes/default.toml", {
         "full": _fidelity(300, 150, 600, 300, 20),          # the config's own candidates (4)
-        "default": _fidelity(200, 100, 400, 200, 10, 4),
+        "default": _fidelity(200, 100, 400, 200, 8, 2),
         "quick": _fidelity(200, 100, 400, 200, 5, 2)}, oracle=True),
 }
 
@@ -86,7 +86,10 @@ CONTROLLERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "tpe": ("optuna", ('loop.options.sampler="tpe"',)),
     "cmaes": ("optuna", ('loop.options.sampler="cmaes"', "loop.options.sigma0=0.05", "loop.options.n_startup_trials=0")),
 }
-DEFAULT_CONTROLLERS = tuple(CONTROLLERS)
+FULL_CONTROLLERS = tuple(CONTROLLERS)
+DEFAULT_CONTROLLERS = ("prior", "random", "reinforce", "credit", "tpe", "cmaes")
+"""The default run: the baselines (the config's θ, wide randomization, Optuna's TPE and CMA-ES), the
+shipped learner and the per-image-credit controller; attribute descent only in ``--full``."""
 QUICK_CONTROLLERS = ("prior", "random", "reinforce", "tpe")
 """``--quick``: the baselines a reader asks for first, the shipped learner, and TPE (the yardstick of
 sample efficiency); the other learners only in the full run."""

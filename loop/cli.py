@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "150 steps; about four hours on 2 cores); the default run fits about 90 minutes")
     b.add_argument("--tasks", default="digits,shapes", help="comma-separated (default digits,shapes)")
     b.add_argument("--controllers", default=None,
-                   help="comma-separated (default prior,random,reinforce,credit,descent,tpe,cmaes; "
+                   help="comma-separated (default prior,random,reinforce,credit,tpe,cmaes; --full adds descent; "
                         "--quick prior,random,reinforce,tpe)")
     b.add_argument("--seeds", default=None, help="search seeds, comma-separated (default 0,1,2; --quick 0,1)")
     b.add_argument("--out", default=None,
@@ -311,7 +311,8 @@ def cmd_eval(args) -> int:
 
 
 def _bench_loop(args) -> int:
-    from .bench_loop import DEFAULT_CONTROLLERS, QUICK_CONTROLLERS, SUFFIX, Plan, bench_loop, format_table
+    from .bench_loop import (DEFAULT_CONTROLLERS, FULL_CONTROLLERS, QUICK_CONTROLLERS, SUFFIX, Plan, bench_loop,
+                             format_table)
 
     def names(text: str | None, default) -> tuple[str, ...]:
         return tuple(x.strip() for x in text.split(",") if x.strip()) if text else tuple(default)
@@ -323,7 +324,8 @@ def _bench_loop(args) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     scale = "quick" if args.quick else "full" if args.full else "default"
-    controllers = names(args.controllers, QUICK_CONTROLLERS if args.quick else DEFAULT_CONTROLLERS)
+    controllers = names(args.controllers, {"quick": QUICK_CONTROLLERS, "default": DEFAULT_CONTROLLERS,
+                                           "full": FULL_CONTROLLERS}[scale])
     plan = Plan(tasks=names(args.tasks, ()), controllers=controllers, seeds=seeds, scale=scale,
                 out=Path(args.out or f"out/bench-loop{SUFFIX[scale]}"), report_only=args.report_only)
     log = (lambda m: print(m, file=sys.stderr, flush=True))
