@@ -73,7 +73,7 @@ TASKS = {
     "shapes": Task("shapes", "experiments/shapes/default.toml", {
         "full": _fidelity(300, 150, 600, 300, 20),          # the config's own candidates (4)
         "default": _fidelity(200, 100, 400, 200, 8, 2),
-        "quick": _fidelity(200, 100, 400, 200, 5, 2)}, oracle=True),
+        "quick": _fidelity(200, 100, 300, 150, 4, 2)}, oracle=True),
 }
 
 #: benchmark name → (dropt optimizer, extra --set overrides)
@@ -92,7 +92,7 @@ DEFAULT_CONTROLLERS = ("prior", "random", "reinforce", "credit", "tpe", "cmaes")
 shipped learner and the per-image-credit controller; attribute descent only in ``--full``."""
 QUICK_CONTROLLERS = ("prior", "random", "reinforce", "tpe")
 """``--quick``: the baselines a reader asks for first, the shipped learner, and TPE (the yardstick of
-sample efficiency); the other learners only in the full run."""
+sample efficiency); the other learners only in the default and full runs."""
 LEARNERS = ("reinforce", "credit", "descent", "tpe", "cmaes")
 
 

@@ -98,7 +98,7 @@ def test_quick_and_full_are_refused_together(tmp_path, capsys):
     assert e.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("scale, images, rounds", [("quick", 200, 5), ("default", 200, 8), ("full", 300, 20)])
+@pytest.mark.parametrize("scale, images, rounds", [("quick", 200, 4), ("default", 200, 8), ("full", 300, 20)])
 def test_the_shapes_scales_fidelities(tmp_path, scale, images, rounds):
     plan = Plan(("shapes",), ("reinforce",), (0,), scale, tmp_path)
     cfg = load_config(TASKS["shapes"].config, run_overrides(plan, "shapes", "reinforce", 7))

@@ -230,6 +230,7 @@ CONFIG_CASES = [
     ("loop.budget 0", ["loop.budget=0"], "loop.budget"),
     ("loop.candidates 0", ["loop.candidates=0"], "loop.candidates"),
     ("loop.optimizer unknown", ['loop.optimizer="magic"'], "magic"),
+    ("loop.keep_start not a bool", ['loop.keep_start="yes"'], "loop.keep_start: expected true or false"),
     ("loop unknown option", ["loop.options.bogus=1"], "bogus"),
     ("loop.options.lr negative", ["loop.options.lr=-1"], "lr"),
     ("loop.options table of no controller", ['loop.options.reinforc.baseline="round"'],
