@@ -39,8 +39,8 @@ T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
 SCALES = ("quick", "default", "full")
 """How big a run is. ``full``: the fidelities and budgets the README's tables and the issue's
 targets are measured at (about four hours on 2 cores; every controller); ``default``: six
-controllers on 3 seeds with 8 rounds at smaller fidelities, to fit about 90 minutes; ``quick``: a
-first look in about 15 minutes (4 controllers, 2 seeds)."""
+controllers on 3 seeds with 8 rounds at smaller fidelities (76 minutes measured); ``quick``: a
+first look in 17 minutes (4 controllers, 2 seeds, 2 final training seeds)."""
 SUFFIX = {"quick": "-quick", "default": "", "full": "-full"}
 """The scale's part of ``--out``'s default and of the result, curve and reference file names."""
 
@@ -55,25 +55,26 @@ class Task:
 
 
 def _fidelity(images: int, steps: int, final_images: int, final_steps: int, rounds: int,
-              candidates: int | None = None) -> tuple[str, ...]:
+              candidates: int | None = None, final_seeds: int | None = None) -> tuple[str, ...]:
     sets = (f"evaluator.images={images}", f"evaluator.steps={steps}", f"evaluator.final_images={final_images}",
             f"evaluator.final_steps={final_steps}", f"loop.budget={rounds}")
-    return sets + ((f"loop.candidates={candidates}",) if candidates else ())
+    return (sets + ((f"loop.candidates={candidates}",) if candidates else ())
+            + ((f"evaluator.final_seeds={final_seeds}",) if final_seeds else ()))
 
 
 TASKS = {
     "digits": Task("digits", "experiments/digits/default.toml", {
         "full": _fidelity(400, 300, 4000, 2000, 15, 4),
         "default": _fidelity(300, 200, 1000, 600, 8, 4),
-        "quick": _fidelity(300, 200, 600, 400, 6, 4)}),
+        "quick": _fidelity(300, 200, 400, 300, 4, 4, final_seeds=2)}),
     "digits-fonts": Task("digits-fonts", "experiments/digits/fonts.toml", {
         "full": _fidelity(400, 300, 1600, 1000, 15, 4),
         "default": _fidelity(300, 200, 1000, 600, 8, 4),
-        "quick": _fidelity(300, 200, 600, 400, 6, 4)}),
+        "quick": _fidelity(300, 200, 400, 300, 4, 4, final_seeds=2)}),
     "shapes": Task("shapes", "experiments/shapes/default.toml", {
         "full": _fidelity(300, 150, 600, 300, 20),          # the config's own candidates (4)
         "default": _fidelity(200, 100, 400, 200, 8, 2),
-        "quick": _fidelity(200, 100, 300, 150, 4, 2)}, oracle=True),
+        "quick": _fidelity(200, 100, 200, 100, 3, 2, final_seeds=2)}, oracle=True),
 }
 
 #: benchmark name → (dropt optimizer, extra --set overrides)

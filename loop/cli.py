@@ -141,10 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "real val/TEST with 95 %% intervals, beside the prior, wide DR and the oracle")
     size = b.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
-                      help="a first look: 4 controllers, 2 seeds, small fidelities (about 15 minutes on 2 cores)")
+                      help="a first look: 4 controllers, 2 seeds, small fidelities (17 minutes on 2 cores)")
     size.add_argument("--full", action="store_true",
                       help="the fidelities and budgets of the README's tables (shapes: 20 rounds at 300 images / "
-                           "150 steps; about four hours on 2 cores); the default run fits about 90 minutes")
+                           "150 steps; about four hours on 2 cores); the default run took 76 minutes")
     b.add_argument("--tasks", default="digits,shapes", help="comma-separated (default digits,shapes)")
     b.add_argument("--controllers", default=None,
                    help="comma-separated (default prior,random,reinforce,credit,tpe,cmaes; --full adds descent; "

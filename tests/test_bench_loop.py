@@ -98,11 +98,13 @@ def test_quick_and_full_are_refused_together(tmp_path, capsys):
     assert e.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("scale, images, rounds", [("quick", 200, 4), ("default", 200, 8), ("full", 300, 20)])
-def test_the_shapes_scales_fidelities(tmp_path, scale, images, rounds):
+@pytest.mark.parametrize("scale, images, rounds, final_seeds", [("quick", 200, 3, 2), ("default", 200, 8, 3),
+                                                               ("full", 300, 20, 3)])
+def test_the_shapes_scales_fidelities(tmp_path, scale, images, rounds, final_seeds):
     plan = Plan(("shapes",), ("reinforce",), (0,), scale, tmp_path)
     cfg = load_config(TASKS["shapes"].config, run_overrides(plan, "shapes", "reinforce", 7))
-    assert (cfg.evaluator.images, cfg.loop.budget, cfg.loop.optimizer, cfg.seed) == (images, rounds, "reinforce", 7)
+    assert (cfg.evaluator.images, cfg.loop.budget, cfg.evaluator.final_seeds, cfg.loop.optimizer, cfg.seed) == \
+        (images, rounds, final_seeds, "reinforce", 7)
 
 
 def write_run(plan, task, controller, seed, config_sets):
