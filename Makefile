@@ -1,7 +1,7 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
 # `make install` is the idempotent install both use: Debian packages for headless GL (as root,
 # only those missing), a virtualenv, the CPU build of torch 2.13.0 where no torch is present,
-# then dropt with its dev extras, and `pip check`.
+# then dropt with its dev extras, the example plug-in package (examples/plugins), and `pip check`.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -26,11 +26,12 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/plugins/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e examples/plugins   # the example plug-ins (tests run them)
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 

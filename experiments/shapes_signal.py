@@ -25,29 +25,21 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generator.base import derive_seed, render_dataset  # noqa: E402
+from generator.base import derive_seed  # noqa: E402
 from loop.bench_loop import interval  # noqa: E402
 from loop.config import load_config  # noqa: E402
 from loop.controllers._common import Box  # noqa: E402
-from loop.tasks import CandidateJob, evaluate_job, fidelity, load_real  # noqa: E402
+from loop.engine import Engine, load_real  # noqa: E402
+from loop.render_pool import RenderPool, ensure_ray  # noqa: E402
 
 CONFIG = "experiments/shapes/default.toml"
 SEARCH = ["evaluator.images=300", "evaluator.steps=150"]
-_REAL = None
-
-
-def _score(job: CandidateJob) -> float:
-    global _REAL
-    if _REAL is None:
-        _REAL = load_real(load_config(CONFIG, SEARCH), log=lambda m: None)
-    return float(evaluate_job(job, _REAL).score)
 
 
 def main() -> int:
@@ -59,9 +51,11 @@ def main() -> int:
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
     cfg = load_config(CONFIG, SEARCH)
-    load_real(cfg)                                       # make the target's real set once, if missing
-    gen = cfg.build_generator()
-    space = gen.space
+    ensure_ray(num_cpus=args.workers)                    # evaluation tasks: the runner's Ray path
+    pool = RenderPool(cfg, workers=0)                    # rendering in this process
+    real = load_real(cfg, categories=pool.generator.categories)   # made once from the target, if missing
+    engine = Engine(cfg, pool, real, {"score"}, use_ray=True)
+    space = pool.generator.space
     target = load_config(cfg.evaluator.target_config).build_generator().space
     box = Box(space)
     u0, ut = box.to_unit(space.clip(space.to_vector())), box.to_unit(space.clip(target.to_vector()))
@@ -72,19 +66,14 @@ def main() -> int:
     print(f"{space.dim} learned entries; the target's θ differs in {int((np.abs(ut - u0) > 1e-9).sum())}, "
           f"L1 distance {np.abs(ut - u0).sum():.2f} in unit-box coordinates")
 
-    fid = fidelity(cfg.evaluator)
-    jobs, keys = [], []
-    for i in range(args.seeds):
-        seed = derive_seed(cfg.seed, 0x516, i)
-        for name, u in thetas.items():
-            ds = render_dataset(gen, box.to_theta(u), fid.images, seed)
-            jobs.append(CandidateJob(cfg.evaluator, ds, fid, seed, ("score",)))
-            keys.append((name, i))
-    gen.close()
+    fid, scores = engine.fidelity, {}
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.workers) as pool:
-        scores = dict(zip(keys, pool.map(_score, jobs)))
-    print(f"{len(jobs)} evaluations at {fid.images} images / {fid.steps} steps in {time.perf_counter() - t0:.0f} s "
+    for i in range(args.seeds):        # one round of the four θs per training seed (common random numbers)
+        seed = derive_seed(cfg.seed, 0x516, i)
+        results = engine.evaluate([box.to_theta(u) for u in thetas.values()], [seed] * len(thetas), {"score"})
+        scores.update({(name, i): res.score for name, res in zip(thetas, results)})
+    pool.close()
+    print(f"{len(scores)} evaluations at {fid.images} images / {fid.steps} steps in {time.perf_counter() - t0:.0f} s "
           f"(real val AP50, {args.seeds} training seeds, common random numbers)\n")
     base = [scores[("config's θ", i)] for i in range(args.seeds)]
     print(f"{'θ':<18} {'val AP50':>16} {'minus config θ (paired)':>26} {'seed sd':>8}")

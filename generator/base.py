@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,25 +88,3 @@ def render_draws(generator: Generator, draws: dict[str, np.ndarray], seed: int) 
     """Render the images of already drawn parameter values (see :meth:`Generator.scene_draws`)."""
     return samples_to_dataset(render_samples(generator, draws, seed), generator.categories,
                               {"seed": int(seed), **generator.config()})
-
-
-def load_generator(spec: str, options: dict[str, Any]) -> Generator:
-    """A generator by short name (``shapes``) or dotted path (``mypkg.scenes:MyGenerator``)."""
-    from . import registry
-
-    if spec in registry.BUILTIN:
-        module_name, _, attr = registry.BUILTIN[spec].partition(":")
-    else:
-        module_name, sep, attr = spec.partition(":")
-        if not sep or not module_name or not attr:
-            raise ValueError(f"generator.name: expected one of {sorted(registry.BUILTIN)} or "
-                             f"'package.module:Class', got {spec!r}")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"generator.name: expected an importable generator, got {spec!r} ({e})") from None
-    # check what the path names before calling it: a config must not run an arbitrary callable
-    if not (isinstance(cls, type) and issubclass(cls, Generator)):
-        raise ValueError(f"generator.name: expected a dropt Generator subclass, got {spec!r} "
-                         f"({type(cls).__name__} {getattr(cls, '__name__', '')})")
-    return cls(**options)

@@ -235,12 +235,14 @@ def shapes_references(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
         return json.loads(path.read_text())
     from generator.base import derive_seed, render_dataset
 
-    from .runner import FINAL_KEY
+    from .engine import Engine, fidelity, load_real
+    from .errors import RunFailure
+    from .final import FINAL_KEY
     from .target import apply_camera_model, target_settings
-    from .tasks import CandidateJob, evaluate_job, fidelity, load_real
 
     cfg = load_config(TASKS["shapes"].config, plan.overrides("shapes", "prior"))
     real = load_real(cfg, log=log)
+    engine = Engine(cfg, None, real, {"score"}, use_ray=False)     # the runner's final retraining path
     target_cfg = load_config(cfg.evaluator.target_config)
     camera = target_settings(target_cfg).camera
     gen = target_cfg.build_generator()
@@ -256,7 +258,9 @@ def shapes_references(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
                 if with_camera:
                     ds.images = [apply_camera_model(im, np.random.default_rng(derive_seed(s, 2, j)), **camera)
                                  for j, im in enumerate(ds.images)]
-                res = evaluate_job(CandidateJob(cfg.evaluator, ds, fid, s, ("score",), splits=("val", "test")), real)
+                res = engine.train([ds], [s], fidelity=fid, splits=("val", "test"))[0]
+                if res.failed:
+                    raise RunFailure(f"shapes/{name}: expected the reference to train, it failed ({res.failed})")
                 vals.append(res.extras[f"val_{cfg.evaluator.score}"])
                 tests.append(res.extras[f"test_{cfg.evaluator.score}"])
         out[name] = {"val": vals, "test": tests}

@@ -396,11 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     from generator.dataset import DatasetError
     from generator.space import SpaceError
 
-    from .config import ConfigError
+    from .errors import EXIT_FAILURE, DroptError
 
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, SpaceError, DatasetError, EvaluatorError) as e:
+    except DroptError as e:         # usage errors exit 2, runtime failures 1; one line each
+        print(f"dropt {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except (SpaceError, DatasetError, EvaluatorError) as e:
         print(f"dropt {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:   # a path the user gave that cannot be read or written

@@ -10,12 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from generator.base import Generator, load_generator
+from generator.base import Generator
 from generator.space import SpaceError
 
 
-class ConfigError(ValueError):
-    """A bad config file or override. The message is one line that names the key."""
+from .errors import ConfigError
 
 
 TOP_LEVEL = {"seed", "generator", "space", "render", "target", "evaluator", "loop"}
@@ -98,7 +97,9 @@ class ExperimentConfig:
 
     def build_generator(self) -> Generator:
         try:
-            gen = load_generator(self.generator_name, dict(self.generator_options))
+            from .registry import lookup
+
+            gen = lookup("generator", self.generator_name)(**dict(self.generator_options))
         except TypeError as e:  # an unknown option passed to the generator's constructor
             raise ConfigError(f"generator: expected options accepted by {self.generator_name!r}, got {e}") from None
         except ValueError as e:

@@ -17,7 +17,10 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from .config import ExperimentConfig, load_config
+from .config import ConfigError, ExperimentConfig, load_config
+from .engine import Engine, load_real
+from .errors import RunFailure
+from .render_pool import RenderPool
 
 ENV_ID = "dropt/DomainRandomization-v0"
 
@@ -31,12 +34,14 @@ class DomainRandomizationEnv(gym.Env):
     def __init__(self, config: str | Path | ExperimentConfig | None = None, *, max_steps: int = 20,
                  evaluate: EvaluateFn | None = None, overrides: list[str] | None = None):
         if config is None:
-            config = Path(__file__).resolve().parents[1] / "experiments" / "shapes" / "default.toml"
+            raise ConfigError("config: expected a config file or an ExperimentConfig "
+                              "(gymnasium.make(ENV_ID, config='experiments/shapes/default.toml')), got None")
         self.cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides)
         if not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"max_steps: expected an integer >= 1, got {max_steps!r}")
         self.max_steps = max_steps
-        self.generator = self.cfg.build_generator()   # its GL context opens on first render only
+        self.pool = RenderPool(self.cfg, workers=0)    # renders in this process; its GL context opens on first render
+        self.generator = self.pool.generator
         self.space = self.generator.space
         self.low, self.high = (np.asarray(b, np.float64) for b in self.space.bounds())
         d = len(self.low)
@@ -45,7 +50,7 @@ class DomainRandomizationEnv(gym.Env):
         obs_high = np.concatenate([np.ones(d), [np.inf]]).astype(np.float32)
         self.observation_space = gym.spaces.Box(obs_low, obs_high, dtype=np.float32)
         self._evaluate = evaluate or self._render_and_train
-        self._real = None
+        self._engine: Engine | None = None
         self.theta = self.space.to_vector()
         self.last_score = 0.0
         self.steps = 0
@@ -70,7 +75,7 @@ class DomainRandomizationEnv(gym.Env):
         return self._obs(), self.last_score, False, self.steps >= self.max_steps, info
 
     def close(self):
-        self.generator.close()
+        self.pool.close()
 
     # --- helpers --------------------------------------------------------------------------
     def _obs(self) -> np.ndarray:
@@ -78,15 +83,13 @@ class DomainRandomizationEnv(gym.Env):
         return np.concatenate([np.clip(unit, 0.0, 1.0), [self.last_score]]).astype(np.float32)
 
     def _render_and_train(self, theta: np.ndarray, seed: int) -> tuple[float, dict[str, float]]:
-        """The runner's candidate path: render with ``seed``, one ``score`` job, same fidelity."""
-        from generator.base import render_dataset
-
-        from .tasks import CandidateJob, evaluate_job, fidelity, load_real
-
-        if self._real is None:
-            self._real = load_real(self.cfg, categories=self.generator.categories)
-        s = self.cfg.evaluator
-        ds = render_dataset(self.generator, theta, s.images, seed)
-        res = evaluate_job(CandidateJob(s, ds, fidelity(s), seed, ("score",)), self._real)
+        """The runner's candidate path (:class:`loop.engine.Engine`): render with ``seed``, the
+        ``score`` signal at the config's fidelity, in this process. ``info`` gets the evaluation's
+        figures, which the seed determines (no wall-clock times: ``check_env`` compares them)."""
+        if self._engine is None:
+            real = load_real(self.cfg, categories=self.generator.categories)
+            self._engine = Engine(self.cfg, self.pool, real, {"score"}, use_ray=False)
+        res = self._engine.evaluate([theta], [seed], {"score"})[0]
+        if res.failed:
+            raise RunFailure(f"step: expected the candidate evaluated, it failed ({res.failed})")
         return float(res.score), {k: float(v) for k, v in res.extras.items()}
-

@@ -21,12 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError
+from .errors import RunFailure
 
 LOCK_NAME = ".lock"
 
 
 class RunDirError(ConfigError):
-    """A run directory that cannot be used as asked (locked, not a run, damaged, unwritable)."""
+    """A run directory that cannot be used as asked (locked, not a run, damaged): exit status 2."""
+
+
+class RunDirWriteError(RunFailure):
+    """A file of the run could not be written (a full disk): exit status 1, the previous version kept."""
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -40,7 +45,7 @@ def atomic_write(path: Path, text: str) -> None:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise RunDirError(f"{path}: could not write it ({e.strerror or e}); the previous version is kept") from None
+        raise RunDirWriteError(f"{path}: could not write it ({e.strerror or e}); the previous version is kept") from None
 
 
 def sha256_text(text: str) -> str:
@@ -232,6 +237,19 @@ class RunDir:
     def checkpoints(self) -> list[Path]:
         """The checkpoint files to try on resume, newest first."""
         return [p for p in (self.checkpoint, self.previous) if p.is_file()]
+
+    def prune_checkpoint_files(self) -> None:
+        """Delete the files in ``checkpoint/`` that neither checkpoint names (a stateful signal's
+        files of older rounds, or of a round killed before its checkpoint)."""
+        keep = {p.name for p in self.checkpoints()}
+        for path in self.checkpoints():
+            try:
+                keep.update((read_json(path, "a checkpoint").get("signals") or {}).values())
+            except (RunDirError, AttributeError):
+                pass
+        for p in self.checkpoint_dir.iterdir():
+            if p.is_file() and p.name not in keep and not p.name.endswith(".json"):
+                p.unlink(missing_ok=True)
 
     def save_best(self, best: dict[str, Any]) -> None:
         atomic_write(self.best, json.dumps(json_clean(best), indent=1, sort_keys=True, allow_nan=False))

@@ -10,9 +10,10 @@ In a user's own ``Tuner``::
 A trial's config holds θ as named values (``{"theta": {name: value}}``); the trainable renders
 ``[evaluator] images`` images from it once, then trains the evaluator's model in rungs of
 ``[evaluator] steps`` steps, warm-starting each rung from the last, and reports after each. It
-goes through the runner's own candidate path (:func:`loop.tasks.evaluate_job`, the same fidelity,
-seeds from :func:`loop.tasks.round_seeds`), and every trial renders with the same image seeds and
-trains with the same seeds (common random numbers), so two trials differ only by θ.
+goes through the runner's own candidate path (:class:`loop.engine.Engine`, the same fidelity,
+seeds from :func:`loop.engine.round_seeds`; its first rung scores a θ exactly as a runner's
+candidate), and every trial renders with the same image seeds and trains with the same seeds
+(common random numbers), so two trials differ only by θ.
 
 The searcher compares like with like: a controller learns only from trials that ran every rung;
 a trial the scheduler stopped early reaches it as a skipped (NaN) candidate, not as a
@@ -34,6 +35,7 @@ from ray.tune.search import Searcher
 
 from .config import ConfigError, ExperimentConfig, config_from_dict
 from .controllers import Controller, Feedback
+from .errors import RunFailure
 
 THETA_PREFIX = "theta/"
 
@@ -43,7 +45,7 @@ class ControllerSearcher(Searcher):
 
     def __init__(self, controller: Controller, *, batch: int = 4, metric: str = "score", mode: str = "max",
                  full_rung: int | None = None):
-        if controller.signals != {"score"} or controller.task_model:
+        if controller.signals != {"score"}:
             raise ConfigError(f"optimizer: expected a controller that learns from scores alone for Ray Tune, "
                               f"got {controller.name!r} (signals {sorted(controller.signals)})")
         if mode != "max":
@@ -101,19 +103,19 @@ def make_trainable(cfg: ExperimentConfig, *, rungs: int = 4):
     def trainable(config: dict[str, Any]) -> None:
         import torch
 
-        from generator.base import derive_seed, render_dataset
+        from generator.base import derive_seed
 
-        from .tasks import CandidateJob, evaluate_job, fidelity, load_real, round_seeds
+        from .engine import Engine, load_real, round_seeds
+        from .render_pool import RenderPool
 
         c = config_from_dict({**raw, "evaluator": {**raw.get("evaluator", {}), "real": real_path}})
         torch.set_num_threads(c.evaluator.threads)
-        gen = c.build_generator()
-        real = load_real(c, make_missing=False, categories=gen.categories, log=lambda m: None)
-        theta = theta_of(config, gen.space)
-        seed = round_seeds(c.seed, 0, [theta])[0]      # the same for every trial: common random numbers
-        ds = render_dataset(gen, theta, c.evaluator.images, seed)
-        gen.close()
-        fid = fidelity(c.evaluator)
+        with RenderPool(c, workers=0) as pool:
+            real = load_real(c, make_missing=False, categories=pool.generator.categories, log=lambda m: None)
+            engine = Engine(c, pool, real, {"score"}, use_ray=False)
+            theta = theta_of(config, pool.generator.space)
+            seed = round_seeds(c.seed, 0, [theta])[0]      # the same for every trial: common random numbers
+            ds = engine.render(theta, c.evaluator.images, seed)
         weights, start = None, 0
         ckpt = tune.get_checkpoint()
         if ckpt is not None:
@@ -121,8 +123,11 @@ def make_trainable(cfg: ExperimentConfig, *, rungs: int = 4):
                 state = torch.load(Path(d) / "model.pt", weights_only=True)
                 weights, start = state["weights"], int(state["rung"]) + 1
         for rung in range(start, rungs):
-            m = evaluate_job(CandidateJob(c.evaluator, ds, fid, derive_seed(seed, rung), ("score",),
-                                          warm_start=weights, keep_weights=True), real)
+            # rung 0 trains as the runner's candidate does (the same seed), later rungs fine-tune
+            m = engine.train([ds], [seed if rung == 0 else derive_seed(seed, rung)], warm_start=weights,
+                             keep_weights=True)[0]
+            if m.failed:
+                raise RunFailure(f"trial: expected rung {rung + 1} to train, it failed ({m.failed})")
             weights = m.weights
             with tempfile.TemporaryDirectory() as d:
                 torch.save({"weights": weights, "rung": rung}, Path(d) / "model.pt")
@@ -141,7 +146,7 @@ def run_tune(cfg: ExperimentConfig, *, scheduler: str, budget: int, out: str, ad
 
     from .controllers import check_options, make_controller
     from .render_pool import check_resources, ensure_ray
-    from .tasks import load_real
+    from .engine import load_real
 
     if scheduler not in ("asha", "pbt"):
         raise ConfigError(f"--scheduler: expected 'asha' or 'pbt', got {scheduler!r}")

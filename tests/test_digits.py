@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from generator.base import image_seeds, load_generator, render_dataset
+from generator.base import image_seeds, render_dataset
+from loop.registry import lookup
 from generator.digits import DigitsGenerator
 from generator.fonts import digit_fonts, draw_digit, font_stems
 from generator.space import ParameterSpace
@@ -180,7 +181,7 @@ def test_fonts_option_restricts_the_space():
     assert g.space["font"].family.choices == ("DejaVuSans", "cmr10")
     assert g.config()["fonts"] == ["DejaVuSans", "cmr10"] and g.config()["normalize"] is False
     check_image(g.render(plain(8, 1), seed=0))
-    assert isinstance(load_generator("digits", {}), DigitsGenerator)
+    assert lookup("generator", "digits") is DigitsGenerator
 
 
 @pytest.mark.parametrize("options, message", [

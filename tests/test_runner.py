@@ -70,7 +70,7 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(real_dir, tmp_path,
 
 
 def test_candidates_of_a_round_share_seeds_and_copies_get_their_own(real_dir, tmp_path):
-    from loop.tasks import round_seeds
+    from loop.engine import round_seeds
 
     a, b = np.zeros(3), np.ones(3)
     s = round_seeds(0, 5, [a, b, a, b, a])
@@ -130,13 +130,13 @@ def test_a_learner_also_retrains_the_config_theta_and_keeps_it_when_its_val_is_h
 def test_the_final_choice_with_the_higher_val_is_kept(real_dir, tmp_path, monkeypatch, winner, selected):
     from types import SimpleNamespace
 
-    import loop.runner as runner
+    import loop.final as final
 
-    def scripted(self, name, final_sets, final_seeds, final_fid):   # real val 0.9 for the winner, 0.5 else
-        v = 0.9 if name == winner else 0.5
-        return [SimpleNamespace(extras={f"val_{self.metric}": v, f"test_{self.metric}": v - 0.1})] * len(final_seeds)
+    def scripted(run, name, theta):   # real val 0.9 for the winner, 0.5 else
+        v, metric = 0.9 if name == winner else 0.5, run.engine.metric
+        return [SimpleNamespace(extras={f"val_{metric}": v, f"test_{metric}": v - 0.1})] * run.cfg.evaluator.final_seeds
 
-    monkeypatch.setattr(runner.Loop, "_final_scores", scripted)
+    monkeypatch.setattr(final, "final_scores", scripted)
     cfg = load_config(SMOKE, tiny(real_dir, 'loop.optimizer="reinforce"'))
     run = run_loop(cfg, tmp_path / "run", log=lambda m: None)
     assert run["selected"] == selected and run["val"] == 0.9 and run["test"] == pytest.approx(0.8)

@@ -1,9 +1,13 @@
 """Controllers of the closed loop: propose θ candidates, learn from their feedback.
 
-``make_controller(name, space, seed=..., **options)`` builds one by its registry name. Its
+Each controller is one class in one module, registered under its name by an entry point
+(``dropt.controllers``, see :mod:`loop.registry`); a user's package adds its own the same way.
+``make_controller(name, space, seed=..., **options)`` builds one by name or dotted path. Its
 options are the config's ``[loop.options]``: plain keys go to whichever controller runs, and a
 table named after a controller (``[loop.options.reinforce]``) only to that one, on top of the
-plain keys, so one config can tune several controllers and still run with ``--optimizer X``:
+plain keys, so one config can tune several controllers and still run with ``--optimizer X``.
+
+The built-ins (``dropt controllers`` lists every registered one with its signals):
 
 ==================== =================================================== =====================
 name                 algorithm                                           signals
@@ -19,7 +23,7 @@ attribute-descent    greedy coordinate search over attribute means       score
 optuna               Optuna ask/tell: TPE, CMA-ES or GP                  score
 ==================== =================================================== =====================
 
-Every controller passes :class:`loop.controllers.testing.ControllerConformance`.
+Every registered controller passes :class:`loop.controllers.testing.ControllerConformance`.
 """
 
 from __future__ import annotations
@@ -28,30 +32,24 @@ from typing import Any
 
 from generator.space import ParameterSpace
 
-from .adr import ADR
-from .attribute_descent import AttributeDescent
+from ..registry import lookup, names
 from .base import Controller, Feedback, parse_options
-from .credit import CreditAscent
-from .metasim import MetaSim, MetaSimTask
-from .optuna_search import OptunaController
-from .random_dr import RandomDR
-from .reinforce import Reinforce
-from .vadra import VADRA
 
-CONTROLLERS: dict[str, type[Controller]] = {
-    c.name: c for c in (RandomDR, Reinforce, MetaSim, MetaSimTask, VADRA, CreditAscent, ADR, AttributeDescent,
-                        OptunaController)
-}
+
+def controller_class(name: str) -> type[Controller]:
+    """The controller registered as ``name`` (or at the dotted path ``name``)."""
+    return lookup("controller", name, key="optimizer")
 
 
 def options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """The options controller ``name`` gets: the plain keys, then its own table's keys over them;
     other controllers' tables are dropped. A table named after no controller is refused."""
     tables = {k: v for k, v in options.items() if isinstance(v, dict)}
+    known = names("controller")
     for key in tables:
-        if key not in CONTROLLERS:
+        if key not in known and key != name:
             raise ValueError(f"options.{key}: expected a controller's name for a table of its own options "
-                             f"(one of {list(CONTROLLERS)}), got {key!r}")
+                             f"(one of {known}), got {key!r}")
     shared = {k: v for k, v in options.items() if k not in tables}
     return {**shared, **tables.get(name, {})}
 
@@ -59,21 +57,14 @@ def options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:
 def check_options(name: str, options: dict[str, Any]) -> None:
     """What :func:`make_controller` would refuse in ``name`` and ``options``, without building
     the controller (which may open files): the one-line error before Ray starts."""
-    if name not in CONTROLLERS:
-        raise ValueError(f"optimizer: expected one of {list(CONTROLLERS)}, got {name!r}")
-    cls = CONTROLLERS[name]
+    cls = controller_class(name)
     parse_options(cls.name, cls.Options, options_for(name, options)).check(cls.name)
 
 
 def make_controller(name: str, space: ParameterSpace, *, seed: int, **options: Any) -> Controller:
     """The controller registered as ``name``, with :func:`options_for` ``name`` of ``options``;
     the options are validated by its constructor."""
-    if name not in CONTROLLERS:
-        raise ValueError(f"optimizer: expected one of {list(CONTROLLERS)}, got {name!r}")
-    return CONTROLLERS[name](space, seed=seed, **options_for(name, options))
+    return controller_class(name)(space, seed=seed, **options_for(name, options))
 
 
-__all__ = [
-    "ADR", "CONTROLLERS", "CreditAscent", "AttributeDescent", "Controller", "Feedback", "MetaSim", "MetaSimTask",
-    "OptunaController", "RandomDR", "Reinforce", "VADRA", "check_options", "make_controller", "options_for",
-]
+__all__ = ["Controller", "Feedback", "check_options", "controller_class", "make_controller", "options_for"]

@@ -26,7 +26,7 @@ import numpy as np
 
 from generator.space import ParameterSpace
 
-from ..signals import SIGNALS
+from ..signals.base import signal_classes
 
 FINAL_CHOICES = ("best", "current", "better")
 
@@ -96,7 +96,7 @@ class Controller(abc.ABC):
 
     name: ClassVar[str]
     signals: ClassVar[frozenset[str]]
-    """Every signal the controller may ask for (names in :data:`loop.signals.SIGNALS`)."""
+    """Every signal the controller may ask for (registered signal names, see :mod:`loop.signals`)."""
     learning: ClassVar[bool] = True
     """False for the fixed random-DR baseline."""
     final: ClassVar[str] = "best"
@@ -105,9 +105,6 @@ class Controller(abc.ABC):
     "better" (both retrained on the final seeds; the higher real val is kept). A best-scored
     candidate carries the luck of its round's seed (the winner's curse of picking the maximum of
     many noisy scores); a policy's mean averages over every round's evidence."""
-    task_model: ClassVar[bool] = False
-    """True: the runner keeps a task model training across rounds on each round's images
-    (adversarial controllers); its real-val score is every candidate's score."""
     Options: ClassVar[type] = NoOptions
     """A frozen dataclass of keyword options with a ``check(name)`` method."""
 
@@ -202,7 +199,7 @@ class Controller(abc.ABC):
     def _check_feedback(self, i: int, fb: Feedback) -> None:
         """Controllers that learn from per-image signals need the draws and each signal's values,
         one per image."""
-        per_image = sorted(n for n in self.round_signals() if SIGNALS[n].per_image)
+        per_image = sorted(s.name for s in signal_classes(self.round_signals()) if s.per_image)
         if not per_image:
             return
         if fb.draws is None and not fb.per_image and not math.isfinite(float(fb.score)):

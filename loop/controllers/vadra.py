@@ -7,7 +7,7 @@ loss's units) plus ``entropy_coef`` × the space's entropy, which keeps the dist
 collapsing onto a handful of pathological scenes. Adam bounds the step per round (about ``lr``
 per entry in unit-box coordinates), which acts as a trust region.
 
-This only makes sense with the runner's warm start: the runner keeps the task model training
+This only makes sense with the task model's warm start: the ``sample_loss`` signal keeps it training
 across rounds (each round's model starts from the previous one), so the losses reported here
 are those of a model that has already seen the earlier rounds' images, and the real validation
 score, not this adversarial reward, selects the model that is kept and reported.
@@ -45,7 +45,6 @@ class VADRA(MetaSim):
 
     name: ClassVar[str] = "vadra"
     signals: ClassVar[frozenset[str]] = frozenset({"sample_loss"})
-    task_model: ClassVar[bool] = True
     Options: ClassVar[type] = VadraOptions
     reward_signal: ClassVar[str] = "sample_loss"
 

@@ -1,0 +1,111 @@
+"""The one evaluation path: θs and seeds in, scored candidates out.
+
+Every front door (the runner, the gymnasium env, the Ray Tune trainable, the benchmarks and
+the experiment scripts) evaluates through an :class:`Engine`: it draws each candidate's
+per-image parameters, renders them (render actors or this process), runs one evaluation task
+per candidate computing the signals asked for (Ray tasks or this process), and lets stateful
+signals act on the whole round.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+import numpy as np
+
+from evaluator.base import Fidelity
+from evaluator.real import RealSplits
+from generator.base import derive_seed
+
+from ..config import EvaluatorSettings, ExperimentConfig
+from ..signals.base import Signal, signal_classes
+from .evaluators import check_evaluator, fidelity
+from .executor import Executor
+from .jobs import CandidateJob, CandidateResult
+
+
+def round_seeds(run_seed: int, round_index: int, thetas: list[np.ndarray]) -> list[int]:
+    """Common random numbers: every distinct θ of a round renders with the same per-image seeds
+    and trains with the same seed, so two candidates differ only by θ (an antithetic pair is a
+    paired comparison). Copies of one θ in a round get seeds of their own (copy 0, 1, …), so
+    proposing a θ k times is a k-times larger batch, not k identical ones."""
+    seeds = []
+    for c, theta in enumerate(thetas):
+        copy = sum(1 for t in thetas[:c] if np.array_equal(t, theta))
+        seeds.append(derive_seed(run_seed, round_index, copy))
+    return seeds
+
+
+class Engine:
+    """Turns θs and seeds into :class:`CandidateResult` s for one run's config and real set.
+
+    ``renderer`` is a :class:`loop.render_pool.RenderPool` (render actors, or ``workers = 0``
+    for this process); ``signals`` are the names the run may ask for (one instance of each is
+    built here and keeps its state for the run)."""
+
+    def __init__(self, cfg: ExperimentConfig, renderer: Any, real: RealSplits, signals: Iterable[str], *,
+                 use_ray: bool):
+        self.settings: EvaluatorSettings = cfg.evaluator
+        self.renderer, self.real, self.seed = renderer, real, cfg.seed
+        classes = signal_classes(set(signals) | {"score"})
+        self.metric = check_evaluator(self.settings, real, classes).score_name
+        self.signals: dict[str, Signal] = {c.name: c(real=real, settings=self.settings, seed=cfg.seed)
+                                           for c in classes}
+        self.executor = Executor(use_ray=use_ray, num_cpus=self.settings.num_cpus, num_gpus=self.settings.num_gpus)
+        self.real_ref = self.executor.put(real)
+        self.fidelity: Fidelity = fidelity(self.settings)
+        self.seconds = {"render": 0.0, "evaluate": 0.0}
+        """Seconds spent rendering and evaluating so far (the runner's timing)."""
+
+    # --- the candidates of one round ---------------------------------------------------------
+    def evaluate(self, thetas: list[np.ndarray], seeds: list[int], signals: Iterable[str], *,
+                 round_index: int = 0, keep_draws: bool = False) -> list[CandidateResult]:
+        """Render and evaluate ``thetas`` with ``seeds``, computing ``signals`` for each; with
+        ``keep_draws`` each result carries its images' drawn parameter values."""
+        names = sorted(signals)
+        t0 = time.perf_counter()
+        draws = [self.renderer.generator.scene_draws(t, self.settings.images, s) for t, s in zip(thetas, seeds)]
+        datasets = [self.renderer.render_draws(d, s) for d, s in zip(draws, seeds)]
+        t1 = time.perf_counter()
+        classes = tuple(type(self.signals[n]) for n in names)
+        inputs = self.executor.put({n: self.signals[n].task_input() for n in names})
+        jobs = [CandidateJob(self.settings, ds, self.fidelity, s, classes) for ds, s in zip(datasets, seeds)]
+        results = self.executor.run(jobs, self.real_ref, inputs)
+        self.seconds["render"] += t1 - t0
+        self.seconds["evaluate"] += time.perf_counter() - t1
+        for n in names:         # a stateful signal's own training counts itself (Engine.train)
+            self.signals[n].after_round(self, round_index, datasets, results)
+        if keep_draws:
+            for res, d in zip(results, draws):
+                res.draws = None if res.failed else d
+        return results
+
+    # --- a model trained on given images, scored by real val (and TEST) -----------------------
+    def train(self, datasets: list, seeds: list[int], *, fidelity: Fidelity | None = None,
+              splits: tuple[str, ...] = ("val",), warm_start: dict | None = None,
+              keep_weights: bool = False) -> list[CandidateResult]:
+        """The ``score`` signal alone for each dataset (final retrainings, Tune's rungs, oracles)."""
+        t0 = time.perf_counter()
+        score = (type(self.signals["score"]),)
+        jobs = [CandidateJob(self.settings, ds, fidelity or self.fidelity, s, score, splits=splits,
+                             warm_start=warm_start, keep_weights=keep_weights) for ds, s in zip(datasets, seeds)]
+        results = self.executor.run(jobs, self.real_ref)
+        self.seconds["evaluate"] += time.perf_counter() - t0
+        return results
+
+    def render(self, theta: np.ndarray, n: int, seed: int):
+        t0 = time.perf_counter()
+        ds = self.renderer.render(theta, n, seed)
+        self.seconds["render"] += time.perf_counter() - t0
+        return ds
+
+    # --- checkpointing of stateful signals ----------------------------------------------------
+    def save_signals(self, directory, round_index: int) -> dict[str, str]:
+        """Each stateful signal's state file for this round's checkpoint, by signal name."""
+        saved = {n: s.save(directory, round_index) for n, s in self.signals.items()}
+        return {n: name for n, name in saved.items() if name}
+
+    def load_signals(self, directory, files: dict[str, str | None]) -> None:
+        for n, s in self.signals.items():
+            s.load(directory, files.get(n))
