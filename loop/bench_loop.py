@@ -244,7 +244,7 @@ def shapes_references(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
     real = load_real(cfg, log=log)
     engine = Engine(cfg, None, real, {"score"}, use_ray=False)     # the runner's final retraining path
     target_cfg = load_config(cfg.evaluator.target_config)
-    camera = target_settings(target_cfg).camera
+    camera = target_settings(target_cfg).camera.model_dump()
     gen = target_cfg.build_generator()
     fid = fidelity(cfg.evaluator, final=True)
     out: dict[str, Any] = {}

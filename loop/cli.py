@@ -42,20 +42,32 @@ def _add_config(p: argparse.ArgumentParser) -> None:
                    help='override a config key, e.g. --set generator.image_size=128 (repeatable)')
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="dropt", description="Closed-loop learned domain randomization.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _add_address(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local Ray")
 
+
+def _add_workers(p: argparse.ArgumentParser, default: str = "the config's render.workers; 0 = in-process") -> None:
+    p.add_argument("--workers", type=_non_negative_int, default=None, help=f"Ray render actors (default: {default})")
+
+
+def _add_json(p: argparse.ArgumentParser, instead_of: str = "lines") -> None:
+    p.add_argument("--json", action="store_true", help=f"print one JSON object instead of {instead_of}")
+
+
+def _add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (refused otherwise)")
+
+
+def _render_parser(sub) -> None:
     p = sub.add_parser("render", help="render a COCO dataset from a config's distribution")
     _add_config(p)
     p.add_argument("--n", type=_positive_int, default=100, help="number of images (default 100)")
     p.add_argument("--seed", type=_non_negative_int, default=None, help="seed (default: the config's)")
     p.add_argument("--out", required=True, help="output directory (new or empty)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (refused otherwise)")
-    p.add_argument("--workers", type=_non_negative_int, default=None,
-                   help="Ray render actors (default: the config's render.workers; 0 = in-process)")
-    p.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local Ray")
+    _add_overwrite(p), _add_workers(p), _add_address(p)
 
+
+def _preview_parser(sub) -> None:
     p = sub.add_parser("preview", help="write an image grid with boxes and class names")
     _add_config(p)
     p.add_argument("--out", required=True, help="PNG path")
@@ -64,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--styles", action="store_true",
                    help="a row per digit style instead (generators with style templates, e.g. strokes)")
 
+
+def _run_parser(sub) -> None:
     p = sub.add_parser("run", help="run the closed loop: learn the generator's distribution from real-val scores")
     p.add_argument("config", nargs="?", help="experiment TOML (not needed with --resume)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -73,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_non_negative_int, default=None, help="run seed (default: the config's)")
     p.add_argument("--out", default=None, help="run directory (default: out/runs/<config>-<optimizer>-s<seed>)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
-    p.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local Ray")
+    _add_address(p)
 
+
+def _tune_parser(sub) -> None:
     p = sub.add_parser("tune", help="multi-fidelity search with Ray Tune: ASHA stops, PBT clones distributions")
     _add_config(p)
     p.add_argument("--scheduler", choices=("asha", "pbt"), default="asha")
@@ -82,27 +98,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rungs", type=_positive_int, default=4,
                    help="training rungs of evaluator.steps steps each, reported after each (default 4)")
     p.add_argument("--out", default=None, help="Tune's experiment directory (default out/tune/<config>-<scheduler>)")
-    p.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local Ray")
+    _add_address(p)
 
+
+def _run_dir_parsers(sub) -> None:
     p = sub.add_parser("report", help="plots (score per round, θ trajectories, sample grids) and summary.md of a run")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--n", type=_positive_int, default=16, help="images per sample grid (default 16)")
-
     p = sub.add_parser("export", help="write a COCO dataset from a run's learned distribution")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--n", type=_positive_int, required=True, help="number of images")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--workers", type=_non_negative_int, default=None, help="render actors (default: the run's)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (refused otherwise)")
-    p.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local Ray")
+    _add_workers(p, "the run's"), _add_overwrite(p), _add_address(p)
 
+
+def _target_parser(sub) -> None:
     p = sub.add_parser("make-target", help="render a hidden target domain's val and test sets (stand-in real data)")
     _add_config(p)
     p.add_argument("--out", required=True, help="output directory (gets val/, test/, target.json, preview.png)")
-    p.add_argument("--workers", type=_non_negative_int, default=None,
-                   help="Ray render actors (default: the config's render.workers; 0 = in-process)")
-    p.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local Ray")
+    _add_workers(p), _add_address(p)
 
+
+def _eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="train the detector on a COCO set and score it on a real set's val and test splits")
     p.add_argument("synthetic", metavar="SYNTHETIC_DIR", help="COCO dataset to train on (e.g. what `dropt render` wrote)")
     p.add_argument("--real", required=True, metavar="REAL_DIR",
@@ -114,10 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=_non_negative_int, default=0, help="seed of the real val/test split (default 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:i]")
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch (default: torch's)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    _add_json(p)
 
-    p = sub.add_parser("bench", help="benchmarks that print their figures")
-    bsub = p.add_subparsers(dest="bench", required=True, parser_class=_Parser)
+
+def _bench_render_parser(bsub) -> None:
     b = bsub.add_parser("render", help="images/s: reuse renderer vs naive loop, one process vs all cores")
     b.add_argument("--n", type=_positive_int, default=800,
                    help="images per core in each gl figure; pyrender and naive render a quarter (default 800)")
@@ -129,22 +146,28 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=_positive_int, default=3, help="interleaved rounds per figure; the best is kept (default 3)")
     b.add_argument("--depth", action="store_true",
                    help="also read back and ship depth maps (off by default, as in the loop's configs)")
-    b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _add_json(b, "a table")
+
+
+def _bench_evaluator_parser(bsub) -> None:
     b = bsub.add_parser("evaluator", help="oracle detector AP50 on the target domain; digits accuracy real vs synthetic")
     b.add_argument("--oracle-steps", type=_positive_int, default=1200, help="oracle training steps (default 1200)")
     b.add_argument("--digits-steps", type=_positive_int, default=1500, help="digits classifier steps (default 1500)")
     b.add_argument("--seed", type=_non_negative_int, default=0)
     b.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads (default 2)")
-    b.add_argument("--workers", type=_non_negative_int, default=None, help="render actors (default: the config's)")
-    b.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    _add_workers(b, "the config's")
+    _add_json(b)
+
+
+def _bench_loop_parser(bsub) -> None:
     b = bsub.add_parser("loop", help="controllers × search seeds on the real digits and the hidden shapes target: "
                                      "real val/TEST with 95 %% intervals, beside the prior, wide DR and the oracle")
     size = b.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
-                      help="a first look: 4 controllers, 2 seeds, small fidelities (17 minutes on 2 cores)")
+                      help="a first look: 4 controllers, 2 seeds, small fidelities (docs/benchmarks.md: its time)")
     size.add_argument("--full", action="store_true",
-                      help="the fidelities and budgets of the README's tables (shapes: 20 rounds at 300 images / "
-                           "150 steps; about four hours on 2 cores); the default run took 76 minutes")
+                      help="the fidelities and budgets of the benchmark tables (shapes: 20 rounds at 300 images / "
+                           "150 steps); docs/benchmarks.md gives each scale's measured time")
     b.add_argument("--tasks", default="digits,shapes", help="comma-separated (default digits,shapes)")
     b.add_argument("--controllers", default=None,
                    help="comma-separated (default prior,random,reinforce,credit,tpe,cmaes; --full adds descent; "
@@ -154,7 +177,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run directories (default out/bench-loop, --quick out/bench-loop-quick, --full out/bench-loop-full)")
     b.add_argument("--report-only", action="store_true",
                    help="aggregate the finished runs only (a controller with a missing run is left out)")
-    b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _add_json(b, "a table")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dropt", description="Closed-loop learned domain randomization.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_render_parser, _preview_parser, _run_parser, _tune_parser, _run_dir_parsers, _target_parser,
+                _eval_parser):
+        add(sub)
+    sub.add_parser("plugins", help="list every registered generator, evaluator, controller and signal")
+    p = sub.add_parser("config", help="the config's reference: every key with its type, default and meaning")
+    p.add_argument("what", choices=("schema",), help="schema: print the reference page (Markdown)")
+    bench = sub.add_parser("bench", help="benchmarks that print their figures")
+    bsub = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
+    for add in (_bench_render_parser, _bench_evaluator_parser, _bench_loop_parser):
+        add(bsub)
     return parser
 
 
@@ -386,7 +424,27 @@ def cmd_bench(args) -> int:
     return EXIT_USAGE
 
 
-COMMANDS = {"run": cmd_run, "tune": cmd_tune, "report": cmd_report, "export": cmd_export, "render": cmd_render, "preview": cmd_preview, "make-target": cmd_make_target, "eval": cmd_eval,
+def cmd_plugins(args) -> int:
+    """Every registered generator, evaluator, controller and signal, with where it comes from."""
+    from .registry import KINDS, lookup, names
+
+    for kind in KINDS:
+        print(f"{kind}s:")
+        for name in names(kind):
+            cls = lookup(kind, name)
+            signals = f"  signals {sorted(cls.signals)}" if kind == "controller" else ""
+            print(f"  {name:<24} {cls.__module__}:{cls.__qualname__}{signals}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from .schema import reference_markdown
+
+    print(reference_markdown(), end="")
+    return 0
+
+
+COMMANDS = {"config": cmd_config, "plugins": cmd_plugins, "run": cmd_run, "tune": cmd_tune, "report": cmd_report, "export": cmd_export, "render": cmd_render, "preview": cmd_preview, "make-target": cmd_make_target, "eval": cmd_eval,
             "bench": cmd_bench}
 
 

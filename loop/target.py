@@ -37,7 +37,7 @@ def split_seed(cfg: ExperimentConfig, split: str) -> int:
 
 def render_target_split(pool: RenderPool, cfg: ExperimentConfig, split: str, n: int) -> Dataset:
     """``n`` images of the target domain for ``split``, through the target's camera model."""
-    camera = target_settings(cfg).camera
+    camera = target_settings(cfg).camera.model_dump()
     seed = split_seed(cfg, split)
     ds = pool.render(pool.generator.space.to_vector(), n, seed, info={"split": split})
     ds.images = [apply_camera_model(im, np.random.default_rng(derive_seed(seed, 2, i)), **camera)
@@ -52,7 +52,7 @@ def hidden_parameters(cfg: ExperimentConfig, generator) -> dict[str, Any]:
     space = generator.space
     return {"seed": cfg.seed, "config": cfg.source, "generator": generator.config(),
             "theta": {k: round(float(v), 6) for k, v in space.named(space.to_vector()).items()},
-            "space": space.to_dict(), "camera": target_settings(cfg).camera}
+            "space": space.to_dict(), "camera": target_settings(cfg).camera.model_dump()}
 
 
 def make_target(cfg: ExperimentConfig, out: str | Path, *, workers: int | None = None,

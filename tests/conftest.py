@@ -14,8 +14,21 @@ import pytest  # noqa: E402
 from smoke import SMOKE  # noqa: E402
 
 
+#: modules whose tests run the loop, Ray, Tune or the CLI end to end
+SLOW_MODULES = {"test_bench_loop", "test_cli", "test_example_plugins", "test_faults", "test_real_paths",
+                "test_runner", "test_target_cli", "test_tune"}
+#: tests elsewhere that run many evaluations (the conformance suite's learning check)
+SLOW_TESTS = {"test_beats_random"}
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: runs the loop, Ray or a real training (deselect with -m 'not slow')")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__ in SLOW_MODULES or item.originalname in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,7 @@ from loop.cli import main
 from loop.config import ConfigError, apply_override, config_from_dict, load_config
 from loop.render_pool import RenderPool, call_sizes
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "experiments" / "shapes" / "smoke.toml"
+from smoke import ROOT, SMOKE  # noqa: E402
 DEFAULT = ROOT / "experiments" / "shapes" / "default.toml"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -12,8 +11,7 @@ from gymnasium.utils.env_checker import check_env
 import loop  # noqa: F401  (registers the env id)
 from loop.env import DomainRandomizationEnv
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "experiments" / "shapes" / "smoke.toml"
+from smoke import ROOT, SMOKE  # noqa: E402
 
 
 def cheap_evaluate(theta: np.ndarray, seed: int) -> tuple[float, dict[str, float]]:

@@ -15,7 +15,6 @@ from loop.controllers.testing import ControllerConformance
 from loop.registry import lookup, names
 from smoke import ROOT
 
-pytestmark = pytest.mark.slow
 
 PLUGINS = {"generator": "example-blobs", "evaluator": "example-centroids", "controller": "example-hill-climb",
            "signal": "example-brightness-gap"}
@@ -53,3 +52,14 @@ def test_dropt_run_uses_all_four(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "rounds.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 3 and all("brightness_gap" in r["metrics"] for r in rows)   # the example signal
     assert json.loads((tmp_path / "real" / "target.json").read_text())["generator"]["generator"] == "example-blobs"
+
+
+def test_dropt_plugins_lists_the_built_ins_and_the_example(capsys):
+    from loop.cli import main
+
+    assert main(["plugins"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  example-hill-climb       dropt_example.hill_climb:HillClimb  signals ['example-brightness-gap', 'score']" \
+        in lines
+    assert "  shapes                   generator.shapes:ShapesGenerator" in lines
+    assert [ln for ln in lines if not ln.startswith("  ")] == ["generators:", "evaluators:", "controllers:", "signals:"]

@@ -25,8 +25,7 @@ from loop.run_dir import RunDir, RunDirError
 from loop.runner import run_loop
 from loop.target import make_target
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "experiments" / "shapes" / "smoke.toml"
+from smoke import ROOT, SMOKE  # noqa: E402
 QUIET = {"log": lambda m: None}
 
 

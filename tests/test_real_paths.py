@@ -20,7 +20,6 @@ from loop.registry import names, register
 from loop.runner import run_loop
 from smoke import SMOKE, tiny
 
-pytestmark = pytest.mark.slow
 
 
 def _rounds(run_dir):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,24 +10,13 @@ import pytest
 from loop.cli import main
 from loop.config import ConfigError, load_config
 from loop.runner import run_loop
-from loop.target import make_target
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "experiments" / "shapes" / "smoke.toml"
+from smoke import SMOKE, tiny  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def real_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("real") / "target"
-    cfg = load_config(SMOKE, ["target.val=6", "target.test=6"])
-    make_target(cfg, out, workers=0, progress=False)
-    return out
-
-
-def tiny(real_dir: Path, *extra: str) -> list[str]:
-    return [f'evaluator.real="{real_dir}"', "evaluator.images=8", "evaluator.steps=3", "evaluator.batch_size=4",
-            "evaluator.final_seeds=2", "evaluator.final_steps=2", "evaluator.final_images=8", "evaluator.width=8",
-            "evaluator.gap_images=6", "loop.budget=3", "loop.candidates=2", "render.workers=0", *extra]
+@pytest.fixture
+def real_dir(smoke_real):
+    return smoke_real
 
 
 def test_run_writes_the_run_directory(real_dir, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,14 +13,13 @@ from loop.cli import main
 from loop.config import ConfigError, config_from_dict, load_config
 from loop.target import make_target
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "experiments" / "shapes" / "smoke.toml"
+from smoke import ROOT, SMOKE  # noqa: E402
 TARGET = ROOT / "experiments" / "shapes" / "target.toml"
 
 
 def test_target_config_loads_and_hides_a_different_distribution():
     target, default = load_config(TARGET), load_config(ROOT / "experiments" / "shapes" / "default.toml")
-    assert target.target is not None and target.target.camera["jpeg_quality"] == 70
+    assert target.target is not None and target.target.camera.jpeg_quality == 70
     t, d = target.build_generator(), default.build_generator()
     assert t.space.theta_names() == d.space.theta_names()
     assert not np.allclose(t.space.to_vector(), d.space.to_vector())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,7 @@ from loop.controllers import make_controller
 from loop.target import make_target
 from loop.tune import ControllerSearcher, run_tune, theta_of
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "experiments" / "shapes" / "smoke.toml"
+from smoke import SMOKE  # noqa: E402
 
 
 def test_searcher_hands_out_a_batch_and_updates_once_per_batch():

@@ -7,7 +7,7 @@ options are the config's ``[loop.options]``: plain keys go to whichever controll
 table named after a controller (``[loop.options.reinforce]``) only to that one, on top of the
 plain keys, so one config can tune several controllers and still run with ``--optimizer X``.
 
-The built-ins (``dropt controllers`` lists every registered one with its signals):
+The built-ins (``dropt plugins`` lists every registered one, with its signals):
 
 ==================== =================================================== =====================
 name                 algorithm                                           signals

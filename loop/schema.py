@@ -1,0 +1,243 @@
+"""The config's schema: one pydantic model per table, each default and bound written once.
+
+Every field has a description (the reference page ``dropt config`` prints is generated from
+these models), a strict type (TOML's ``true`` is not an integer, ``"3"`` is not a number) and
+its bounds; an unknown key is refused. A validation error becomes one line naming the key:
+``evaluator.images: expected an integer >= 1, got 0``.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", validate_default=False, frozen=False)
+
+
+def _number(default: float, ge: float, doc: str) -> Any:
+    return Field(default, ge=ge, allow_inf_nan=False, description=doc)
+
+
+class RenderSettings(_Table):
+    """How datasets are rendered in parallel."""
+
+    workers: int = Field(2, ge=0, description="Ray render actors; 0 renders in the calling process")
+    num_cpus: float = _number(1.0, 0.0, "CPUs reserved per render actor")
+    num_gpus: float = _number(0.0, 0.0, "GPUs per render actor (EGL on the GPU when > 0)")
+    chunk: int = Field(0, ge=0, description="images per actor call; 0 sizes calls from the dataset")
+
+
+class CameraSettings(_Table):
+    """The hidden target's fixed camera model (see ``generator.sensor.apply_camera_model``)."""
+
+    noise: float = _number(0.0, 0.0, "sensor noise standard deviation (in [0, 1] pixel units)")
+    blur: float = _number(0.0, 0.0, "Gaussian blur sigma in pixels")
+    gamma: float = _number(1.0, 0.05, "gamma applied to the image")
+    color_gain: list[float] = Field([1.0, 1.0, 1.0], min_length=3, max_length=3,
+                                    json_schema_extra={"expect": "three finite numbers >= 0 (R, G, B)"},
+                                    description="white-balance cast: a gain per channel (R, G, B)")
+    jpeg_quality: Optional[int] = Field(None, ge=1, le=95, description="JPEG re-encoding quality; unset: none")
+
+    @field_validator("color_gain")
+    @classmethod
+    def _finite_gains(cls, gains: list[float]) -> list[float]:
+        if not all(math.isfinite(g) and g >= 0 for g in gains):
+            raise ValueError("expected finite gains >= 0")
+        return [float(g) for g in gains]
+
+
+class TargetSettings(_Table):
+    """A hidden target domain for controlled experiments (``dropt make-target``)."""
+
+    val: int = Field(300, ge=2, description="images in the real-stand-in validation split (the search's reward)")
+    test: int = Field(500, ge=2, description="images in the test split (reported only)")
+    train: int = Field(2000, ge=1, description="images the oracle of `dropt bench evaluator` trains on")
+    camera: CameraSettings = Field(default_factory=CameraSettings, description="the target's camera model")
+
+
+class EvaluatorSettings(_Table):
+    """How each candidate distribution is scored."""
+
+    task: str = Field("detection", description="a registered evaluator (detection, classification) or "
+                                               "'package.module:Class'")
+    real: str = Field("out/target", description="the real set: a COCO dir (val/ + test/, or one set) or 'digits'")
+    target_config: Optional[str] = Field(None, description="made with `make-target` first when `real` does not "
+                                                           "exist yet")
+    score: Literal["ap50", "map"] = Field("ap50", description="detection: the score the search maximises")
+    images: int = Field(400, ge=1, description="synthetic images per candidate")
+    steps: int = Field(300, ge=1, description="training steps per candidate")
+    batch_size: int = Field(32, ge=1, description="images per training step")
+    threads: int = Field(1, ge=1, description="torch threads per evaluation task")
+    num_cpus: float = _number(1.0, 0.0, "Ray CPUs per evaluation task")
+    num_gpus: float = _number(0.0, 0.0, "Ray GPUs per evaluation task (device 'auto' then uses CUDA)")
+    device: str = Field("auto", description="'auto', 'cpu' or 'cuda[:i]'")
+    width: Optional[int] = Field(None, ge=4, description="model width (unset: the evaluator's default)")
+    gap_images: int = Field(200, ge=2, description="real val images the gap metrics compare against (metasim)")
+    final_seeds: int = Field(3, ge=1, description="the selected distribution is retrained with this many seeds")
+    final_steps: Optional[int] = Field(None, ge=1, description="steps of the final retrainings (unset: 2 × steps)")
+    final_images: Optional[int] = Field(None, ge=1, description="images of the final retrainings (unset: 2 × images)")
+    options: dict[str, Any] = Field(default_factory=dict, description="more keyword options of the evaluator class, "
+                                                                      "checked by it")
+    ray: Optional[bool] = Field(None, description="evaluation tasks on Ray (in parallel); unset: when the render "
+                                                  "actors use Ray")
+
+
+class LoopSettings(_Table):
+    """The closed loop: which controller, how many rounds, how many candidates per round."""
+
+    optimizer: str = Field("reinforce", description="a registered controller or 'package.module:Class'")
+    budget: int = Field(20, ge=1, description="rounds")
+    candidates: int = Field(4, ge=1, description="θs proposed, rendered and scored per round")
+    options: dict[str, Any] = Field(default_factory=dict, description="controller options; a table named after a "
+                                                                      "controller reaches only that one")
+    keep_start: bool = Field(True, description="a learning controller's final retraining also scores the config's "
+                                               "own θ and keeps it when its real val is higher")
+
+
+class GeneratorTable(BaseModel):
+    """``[generator]``: ``name`` picks the generator; every other key is its own option."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    name: str = Field("shapes", description="a registered generator (shapes, digits, strokes) or "
+                                            "'package.module:Class'; other keys are its options")
+
+
+class ConfigFile(_Table):
+    """An experiment config file."""
+
+    seed: int = Field(0, ge=0, description="the run seed (every image, training and controller seed derives from it)")
+    generator: GeneratorTable = Field(default_factory=GeneratorTable, description="the generator and its options")
+    space: dict[str, Any] = Field(default_factory=dict, json_schema_extra={"expect": "a table of parameters"},
+                                  description="overrides of the generator's parameter space, "
+                                              "by parameter name (or a pattern with *)")
+    render: RenderSettings = Field(default_factory=RenderSettings, description="rendering")
+    target: Optional[TargetSettings] = Field(None, description="only in a hidden target's config")
+    evaluator: EvaluatorSettings = Field(default_factory=EvaluatorSettings, description="scoring")
+    loop: LoopSettings = Field(default_factory=LoopSettings, description="the closed loop")
+
+
+# --------------------------------------------------------------------------------------------
+# One line per error
+# --------------------------------------------------------------------------------------------
+
+def _field_at(loc: tuple) -> tuple[type[BaseModel] | None, str | None]:
+    model: Any = ConfigFile
+    for i, part in enumerate(loc):
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return (model if isinstance(model, type) and issubclass(model, BaseModel) else None), None
+        if i == len(loc) - 1:
+            return model, part
+        model = _model_of(model.model_fields[part].annotation)
+    return None, None
+
+
+def _model_of(annotation: Any) -> Any:
+    for arg in (annotation, *typing.get_args(annotation)):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return annotation
+
+
+def expected(model: type[BaseModel], name: str) -> str:
+    """What field ``name`` of ``model`` takes, in words: "an integer >= 1", "true or false"."""
+    info = model.model_fields[name]
+    extra = info.json_schema_extra or {}
+    if isinstance(extra, dict) and "expect" in extra:
+        return str(extra["expect"])
+    ann = info.annotation
+    args = [a for a in typing.get_args(ann) if a is not type(None)]
+    base = args[0] if typing.get_origin(ann) is typing.Union and len(args) == 1 else ann
+    bounds = {type(m).__name__: m for m in info.metadata}
+    if typing.get_origin(base) is Literal:
+        return f"one of {list(typing.get_args(base))}"
+    if base is bool:
+        return "true or false"
+    if base in (int, float):
+        kind = "an integer" if base is int else "a finite number"
+        if "Ge" in bounds and "Le" in bounds:
+            return f"{kind} in [{bounds['Ge'].ge:g}, {bounds['Le'].le:g}]"
+        if "Ge" in bounds:
+            return f"{kind} >= {bounds['Ge'].ge:g}"
+        if "Gt" in bounds:
+            return f"{kind} > {bounds['Gt'].gt:g}"
+        return kind
+    if base is str:
+        return "a string"
+    if typing.get_origin(base) is dict:
+        return "a table of keyword options"
+    if isinstance(base, type) and issubclass(base, BaseModel):
+        return "a table"
+    return str(base)
+
+
+def error_line(e: ValidationError) -> str:
+    """The first error of ``e`` as "key: expected X, got Y"."""
+    err = e.errors()[0]
+    loc = tuple(str(p) for p in err["loc"])
+    key = ".".join(loc)
+    model, name = _field_at(loc)
+    if err["type"] == "extra_forbidden":
+        known = sorted(model.model_fields) if model is not None else []
+        return f"{key}: unknown key; expected one of {known}"
+    got = err.get("input")
+    if model is not None and name is not None:
+        return f"{key}: expected {expected(model, name)}, got {got!r}"
+    return f"{key}: {err['msg']}, got {got!r}"
+
+
+def validate(raw: dict[str, Any]) -> ConfigFile:
+    try:
+        return ConfigFile.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(error_line(e)) from None
+
+
+__all__ = ["CameraSettings", "ConfigFile", "EvaluatorSettings", "LoopSettings", "RenderSettings", "TargetSettings",
+           "error_line", "expected", "validate"]
+
+
+# --------------------------------------------------------------------------------------------
+# The reference page
+# --------------------------------------------------------------------------------------------
+
+def _default(info) -> str:
+    if info.default_factory is not None:
+        value = info.default_factory()
+        return "(table)" if isinstance(value, BaseModel) else repr(value) if value else "{}"
+    return "unset" if info.default is None else repr(info.default).replace("'", '"')
+
+
+def _rows(model: type[BaseModel], prefix: str) -> list[str]:
+    rows, nested = [], []
+    for name, info in model.model_fields.items():
+        sub = _model_of(info.annotation)
+        if sub is GeneratorTable:          # its one key heads the page; the rest are the generator's own
+            continue
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            nested.append((f"{prefix}{name}", sub))
+            continue
+        rows.append(f"| `{prefix}{name}` | {expected(model, name)} | `{_default(info)}` | {info.description or ''} |")
+    for key, sub in nested:
+        rows += ["", f"### `[{key}]`", "", (sub.__doc__ or "").strip(), "",
+                 "| key | expects | default | meaning |", "|---|---|---|---|", *_rows(sub, f"{key}.")]
+    return rows
+
+
+def reference_markdown() -> str:
+    """Every config key with its type, default and meaning (``dropt config schema``)."""
+    head = ["# Config reference", "",
+            "Generated from the models in `loop/schema.py` by `dropt config schema`; do not edit by hand.", "",
+            "A config is a TOML file; `--set key=value` overrides any key (`--set evaluator.images=200`). "
+            "`[generator]` takes `name` plus the generator's own options (checked by its constructor), "
+            "`[space.\"<parameter>\"]` overrides a parameter of the generator's space, and "
+            "`[loop.options]` / `[evaluator.options]` reach the controller and the evaluator, which check them.", "",
+            "| key | expects | default | meaning |", "|---|---|---|---|",
+            f"| `generator.name` | a string | `\"shapes\"` | {GeneratorTable.model_fields['name'].description} |"]
+    return "\n".join(head + _rows(ConfigFile, "")) + "\n"
