@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         out = Path(args.out) / f"{name.replace('+', '_')}-s{args.seed}"
         shutil.rmtree(out, ignore_errors=True)
-        cmd = [sys.executable, "-c", "import sys; from loop.cli import main; sys.exit(main())", "run", args.config,
+        cmd = [sys.executable, "-c", "import sys; from loop.front.cli import main; sys.exit(main())", "run", args.config,
                "--optimizer", name, "--budget", str(args.budget), "--seed", str(args.seed), "--out", str(out)]
         for kv in args.overrides:
             cmd += ["--set", kv]

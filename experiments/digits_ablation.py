@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loop.bench_loop import CONTROLLERS, TASKS, interval
+from loop.bench.loop import CONTROLLERS, TASKS, interval
 
 CONFIG, FONTS, STROKES = ("experiments/digits/default.toml", "experiments/digits/fonts.toml",
                           "experiments/digits/strokes.toml")
@@ -32,9 +32,9 @@ VARIANTS = {
 
 def run(config: str, overrides: tuple[str, ...], seed: int, out: Path) -> dict:
     if not (out / "best.json").is_file():
-        cmd = [sys.executable, "-m", "loop.cli", "run", config, "--seed", str(seed), "--out", str(out)]
+        cmd = [sys.executable, "-m", "loop.front.cli", "run", config, "--seed", str(seed), "--out", str(out)]
         if (out / "metadata.json").is_file():
-            cmd = [sys.executable, "-m", "loop.cli", "run", "--resume", str(out)]
+            cmd = [sys.executable, "-m", "loop.front.cli", "run", "--resume", str(out)]
         else:
             for kv in overrides:
                 cmd += ["--set", kv]

@@ -32,11 +32,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generator.base import derive_seed  # noqa: E402
-from loop.bench_loop import interval  # noqa: E402
+from loop.bench.loop import interval  # noqa: E402
 from loop.config import load_config  # noqa: E402
 from loop.controllers._common import Box  # noqa: E402
 from loop.engine import Engine, load_real  # noqa: E402
-from loop.render_pool import RenderPool, ensure_ray  # noqa: E402
+from loop.engine.render_pool import RenderPool, ensure_ray  # noqa: E402
 
 CONFIG = "experiments/shapes/default.toml"
 SEARCH = ["evaluator.images=300", "evaluator.steps=150"]

@@ -73,7 +73,7 @@ def samples_to_dataset(samples: list[Sample], categories: tuple[str, ...] | list
 
 
 def render_dataset(generator: Generator, theta: Any, n: int, seed: int) -> Dataset:
-    """Render n images in this process (``loop.render_pool`` does the same over Ray actors)."""
+    """Render n images in this process (``loop.engine.render_pool`` does the same over Ray actors)."""
     return render_draws(generator, generator.scene_draws(theta, n, seed), seed)
 
 

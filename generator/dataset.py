@@ -226,6 +226,13 @@ class Dataset:
         return cls(images, anns, [c["name"] for c in cats], dict(coco.get("info", {})), depths, names)
 
 
+def concat_datasets(datasets: list[Dataset]) -> Dataset:
+    """One dataset from several of the same categories (the first one's info is kept)."""
+    first = datasets[0]
+    return Dataset([im for d in datasets for im in d.images], [a for d in datasets for a in d.annotations],
+                   list(first.categories), dict(first.info))
+
+
 def check_out_dir(out: Path, *, overwrite: bool = False) -> None:
     """A folder a whole set may be written to: new, empty, or replaced when ``overwrite``."""
     out = Path(out)

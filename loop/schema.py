@@ -134,11 +134,11 @@ def _field_at(loc: tuple) -> tuple[type[BaseModel] | None, str | None]:
             return (model if isinstance(model, type) and issubclass(model, BaseModel) else None), None
         if i == len(loc) - 1:
             return model, part
-        model = _model_of(model.model_fields[part].annotation)
+        model = model_of(model.model_fields[part].annotation)
     return None, None
 
 
-def _model_of(annotation: Any) -> Any:
+def model_of(annotation: Any) -> Any:
     for arg in (annotation, *typing.get_args(annotation)):
         if isinstance(arg, type) and issubclass(arg, BaseModel):
             return arg
@@ -163,6 +163,10 @@ def expected(model: type[BaseModel], name: str) -> str:
         kind = "an integer" if base is int else "a finite number"
         if "Ge" in bounds and "Le" in bounds:
             return f"{kind} in [{bounds['Ge'].ge:g}, {bounds['Le'].le:g}]"
+        if "Gt" in bounds and "Le" in bounds:
+            return f"{kind} in ({bounds['Gt'].gt:g}, {bounds['Le'].le:g}]"
+        if "Le" in bounds:
+            return f"{kind} <= {bounds['Le'].le:g}"
         if "Ge" in bounds:
             return f"{kind} >= {bounds['Ge'].ge:g}"
         if "Gt" in bounds:
@@ -199,45 +203,5 @@ def validate(raw: dict[str, Any]) -> ConfigFile:
         raise ConfigError(error_line(e)) from None
 
 
-__all__ = ["CameraSettings", "ConfigFile", "EvaluatorSettings", "LoopSettings", "RenderSettings", "TargetSettings",
-           "error_line", "expected", "validate"]
-
-
-# --------------------------------------------------------------------------------------------
-# The reference page
-# --------------------------------------------------------------------------------------------
-
-def _default(info) -> str:
-    if info.default_factory is not None:
-        value = info.default_factory()
-        return "(table)" if isinstance(value, BaseModel) else repr(value) if value else "{}"
-    return "unset" if info.default is None else repr(info.default).replace("'", '"')
-
-
-def _rows(model: type[BaseModel], prefix: str) -> list[str]:
-    rows, nested = [], []
-    for name, info in model.model_fields.items():
-        sub = _model_of(info.annotation)
-        if sub is GeneratorTable:          # its one key heads the page; the rest are the generator's own
-            continue
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
-            nested.append((f"{prefix}{name}", sub))
-            continue
-        rows.append(f"| `{prefix}{name}` | {expected(model, name)} | `{_default(info)}` | {info.description or ''} |")
-    for key, sub in nested:
-        rows += ["", f"### `[{key}]`", "", (sub.__doc__ or "").strip(), "",
-                 "| key | expects | default | meaning |", "|---|---|---|---|", *_rows(sub, f"{key}.")]
-    return rows
-
-
-def reference_markdown() -> str:
-    """Every config key with its type, default and meaning (``dropt config schema``)."""
-    head = ["# Config reference", "",
-            "Generated from the models in `loop/schema.py` by `dropt config schema`; do not edit by hand.", "",
-            "A config is a TOML file; `--set key=value` overrides any key (`--set evaluator.images=200`). "
-            "`[generator]` takes `name` plus the generator's own options (checked by its constructor), "
-            "`[space.\"<parameter>\"]` overrides a parameter of the generator's space, and "
-            "`[loop.options]` / `[evaluator.options]` reach the controller and the evaluator, which check them.", "",
-            "| key | expects | default | meaning |", "|---|---|---|---|",
-            f"| `generator.name` | a string | `\"shapes\"` | {GeneratorTable.model_fields['name'].description} |"]
-    return "\n".join(head + _rows(ConfigFile, "")) + "\n"
+__all__ = ["CameraSettings", "ConfigFile", "EvaluatorSettings", "GeneratorTable", "LoopSettings", "RenderSettings",
+           "TargetSettings", "error_line", "expected", "model_of", "validate"]

@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(config, items):
 def smoke_real(tmp_path_factory):
     """A 6 + 6 image real set of the smoke target (``evaluator.real`` for tiny runs)."""
     from loop.config import load_config
-    from loop.target import make_target
+    from loop.engine.target import make_target
 
     out = tmp_path_factory.mktemp("smoke-real") / "target"
     make_target(load_config(SMOKE, ["target.val=6", "target.test=6"]), out, workers=0, progress=False)

@@ -10,9 +10,9 @@ import pytest
 
 from pathlib import Path
 
-from loop.bench_loop import (SUFFIX, TASKS, Plan, check_plan, curve, interval, run_one, run_overrides,
+from loop.bench.loop import (SUFFIX, TASKS, Plan, check_plan, curve, interval, run_one, run_overrides,
                              sample_efficiency, summarise)
-from loop.cli import main
+from loop.front.cli import main
 from loop.config import ConfigError, load_config
 
 
@@ -77,7 +77,7 @@ def test_bad_names_are_refused_before_anything_runs(tmp_path, capsys):
 ])
 def test_each_scale_runs_its_controllers_and_seeds_into_its_own_folder(tmp_path, monkeypatch, argv, controllers,
                                                                       seeds, scale, out):
-    import loop.bench_loop as bl
+    import loop.bench.loop as bl
     seen = []
 
     def fake_bench(plan, log):

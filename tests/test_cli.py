@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from loop.cli import main
+from loop.front.cli import main
 from loop.config import ConfigError, apply_override, config_from_dict, load_config
-from loop.render_pool import RenderPool, call_sizes
+from loop.engine.render_pool import RenderPool, call_sizes
 
 from smoke import ROOT, SMOKE  # noqa: E402
 DEFAULT = ROOT / "experiments" / "shapes" / "default.toml"
@@ -49,7 +49,7 @@ def test_worker_count_does_not_change_bytes(tmp_path):
 def test_render_actors_do_not_import_torch():
     """A render actor imports its worker class and builds the generator; torch would add about
     a second to each actor's start, and only the driver and evaluation tasks use it."""
-    code = ("import sys; from loop.render_pool import _Worker; from loop.config import load_config; "
+    code = ("import sys; from loop.engine.render_pool import _Worker; from loop.config import load_config; "
             f"load_config({str(SMOKE)!r}).build_generator(); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
@@ -68,7 +68,7 @@ def test_call_sizes():
 
 
 def test_bench_render_two_workers_compares_the_pool_with_bare_processes():
-    from loop.bench_render import bench_render
+    from loop.bench.render import bench_render
 
     res = bench_render(sizes=(32,), n=16, workers=2, modes=("gl",), repeats=1, log=lambda *a: None)
     fig = res["32"]
@@ -131,7 +131,7 @@ def test_bad_arguments_are_one_line_and_exit_2(capsys, argv, fragment):
 
 
 def test_console_script_exit_status():
-    proc = subprocess.run([sys.executable, "-m", "loop.cli", "render", str(SMOKE), "--n", "-3", "--out", "x"],
+    proc = subprocess.run([sys.executable, "-m", "loop.front.cli", "render", str(SMOKE), "--n", "-3", "--out", "x"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--n" in proc.stderr
 
@@ -150,7 +150,7 @@ def test_set_override_parses_values_and_quoted_keys():
 
 
 def test_bench_render_reports_every_figure():
-    from loop.bench_render import bench_render
+    from loop.bench.render import bench_render
 
     res = bench_render(sizes=(32,), n=20, workers=1, modes=("gl", "naive"), repeats=1, log=lambda *a: None)
     fig = res["32"]

@@ -9,7 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import loop  # noqa: F401  (registers the env id)
-from loop.env import DomainRandomizationEnv
+from loop.front.env import DomainRandomizationEnv
 
 from smoke import ROOT, SMOKE  # noqa: E402
 
@@ -50,7 +50,7 @@ def test_spaces_and_episode():
 
 def test_real_step_renders_and_trains(tmp_path):
     from loop.config import load_config
-    from loop.target import make_target
+    from loop.engine.target import make_target
 
     make_target(load_config(SMOKE, ["target.val=4", "target.test=4"]), tmp_path / "real", workers=0, progress=False)
     env = DomainRandomizationEnv(SMOKE, max_steps=1, overrides=[

@@ -42,7 +42,7 @@ class TestExampleHillClimb(ControllerConformance):
 
 def test_dropt_run_uses_all_four(tmp_path):
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    cmd = [sys.executable, "-m", "loop.cli", "run", str(ROOT / "examples" / "plugins" / "blobs.toml"),
+    cmd = [sys.executable, "-m", "loop.front.cli", "run", str(ROOT / "examples" / "plugins" / "blobs.toml"),
            "--out", str(tmp_path / "run"), "--budget", "2",
            "--set", f'evaluator.real="{tmp_path / "real"}"']
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -55,7 +55,7 @@ def test_dropt_run_uses_all_four(tmp_path):
 
 
 def test_dropt_plugins_lists_the_built_ins_and_the_example(capsys):
-    from loop.cli import main
+    from loop.front.cli import main
 
     assert main(["plugins"]) == 0
     lines = capsys.readouterr().out.splitlines()

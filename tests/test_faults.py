@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from loop.cli import main
+from loop.front.cli import main
 from loop.config import ConfigError, load_config
-from loop.run_dir import RunDir, RunDirError
-from loop.runner import run_loop
-from loop.target import make_target
+from loop.run.run_dir import RunDir, RunDirError
+from loop.run.runner import run_loop
+from loop.engine.target import make_target
 
 from smoke import ROOT, SMOKE  # noqa: E402
 QUIET = {"log": lambda m: None}
@@ -293,9 +293,9 @@ def test_bad_config_stops_in_one_line(real, tmp_path, capsys, case, overrides, f
 @pytest.mark.parametrize("option", ['loop.options.reinforce.baseline="ema"', "loop.options.bogus=1",
                                     'loop.options.reinforc.baseline="round"'])
 def test_bad_loop_option_stops_before_ray(real, tmp_path, capsys, monkeypatch, option):
-    import loop.run_state
+    import loop.run.state
 
-    monkeypatch.setattr(loop.run_state, "ensure_ray", lambda *a, **k: pytest.fail("Ray started before the check"))
+    monkeypatch.setattr(loop.run.state, "ensure_ray", lambda *a, **k: pytest.fail("Ray started before the check"))
     argv = ["run", str(SMOKE), "--out", str(tmp_path / "run"), *sets(real, "render.workers=1", option)]
     assert _one_line_exit_2(capsys, argv).startswith("dropt run: error: loop: ")
 
@@ -398,7 +398,7 @@ def test_nan_never_reaches_json(tmp_path):
 def test_a_second_run_on_a_locked_folder_is_refused_and_changes_nothing(real, tmp_path, capsys):
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, sys.argv[2]); from loop.run_dir import RunDir; "
+        "import sys, time; sys.path.insert(0, sys.argv[2]); from loop.run.run_dir import RunDir; "
         "rd = RunDir(sys.argv[1]); rd.lock(new=True); print('locked', flush=True); time.sleep(60)"),
         str(out), str(ROOT)], stdout=subprocess.PIPE, text=True)
     try:
@@ -554,7 +554,7 @@ def test_a_full_disk_stops_in_one_line_and_the_resumed_run_is_exact(finished, re
 _KILL_MID_WRITE = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
-import loop.run_dir as rdm
+import loop.run.run_dir as rdm
 victim, nth, calls = sys.argv[2], int(sys.argv[3]), []
 real_write = rdm.atomic_write
 def atomic_write(path, text):
@@ -565,7 +565,7 @@ def atomic_write(path, text):
             os.kill(os.getpid(), signal.SIGKILL)
     real_write(path, text)
 rdm.atomic_write = atomic_write
-from loop.cli import main
+from loop.front.cli import main
 sys.exit(main(sys.argv[4:]))
 """
 
@@ -588,7 +588,7 @@ def test_a_driver_killed_mid_write_resumes_to_the_same_result(finished, real, tm
 @pytest.mark.parametrize("delay", [float(d) for d in np.random.default_rng(14).uniform(3.5, 6.0, 2).round(2)])
 def test_a_driver_killed_at_a_random_point_resumes_to_the_same_result(finished, real, tmp_path, delay):
     run = tmp_path / "run"
-    proc = subprocess.Popen(_driver(real, run, "-m", "loop.cli"), cwd=ROOT, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_driver(real, run, "-m", "loop.front.cli"), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         proc.wait(timeout=delay)
@@ -643,7 +643,7 @@ def test_the_ray_executor_gives_the_in_process_result_and_survives_a_killed_eval
 def test_a_killed_render_actor_is_restarted_with_the_same_bytes(real):
     import ray
 
-    from loop.render_pool import RenderPool
+    from loop.engine.render_pool import RenderPool
 
     cfg = load_config(SMOKE, ["render.workers=1", "render.chunk=4"])
     with RenderPool(cfg, workers=0) as pool:

@@ -15,9 +15,9 @@ from gymnasium.utils.env_checker import check_env
 from loop.config import load_config
 from loop.controllers import Controller
 from loop.engine import round_seeds
-from loop.env import DomainRandomizationEnv
+from loop.front.env import DomainRandomizationEnv
 from loop.registry import names, register
-from loop.runner import run_loop
+from loop.run.runner import run_loop
 from smoke import SMOKE, tiny
 
 
@@ -81,8 +81,8 @@ def _tune_rung_one_score(cfg, theta, storage) -> float:
     """One Tune trial of θ with one rung, through dropt's own trainable."""
     from ray import tune
 
-    from loop.render_pool import ensure_ray
-    from loop.tune import THETA_PREFIX, make_trainable
+    from loop.engine.render_pool import ensure_ray
+    from loop.front.tune import THETA_PREFIX, make_trainable
 
     ensure_ray()
     space = cfg.build_generator().space

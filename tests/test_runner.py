@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from loop.cli import main
+from loop.front.cli import main
 from loop.config import ConfigError, load_config
-from loop.runner import run_loop
+from loop.run.runner import run_loop
 
 from smoke import SMOKE, tiny  # noqa: E402
 
@@ -118,7 +118,7 @@ def test_a_learner_also_retrains_the_config_theta_and_keeps_it_when_its_val_is_h
 def test_the_final_choice_with_the_higher_val_is_kept(real_dir, tmp_path, monkeypatch, winner, selected):
     from types import SimpleNamespace
 
-    import loop.final as final
+    import loop.run.final as final
 
     def scripted(run, name, theta):   # real val 0.9 for the winner, 0.5 else
         v, metric = 0.9 if name == winner else 0.5, run.engine.metric

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from loop.config import ConfigError, load_config
-from loop.schema import reference_markdown
+from loop.reference import reference_markdown
 from smoke import ROOT, SMOKE
 
 CASES = [

@@ -10,7 +10,7 @@ from generator.base import render_dataset, render_samples
 from generator.digits import BOX
 from generator.stroke_templates import TEMPLATES
 from generator.strokes import StrokeDigitsGenerator
-from loop.cli import main
+from loop.front.cli import main
 from loop.config import ConfigError, config_from_dict
 
 

@@ -9,9 +9,9 @@ import pytest
 
 from evaluator.real import load_coco_real
 from generator.sensor import apply_camera_model
-from loop.cli import main
+from loop.front.cli import main
 from loop.config import ConfigError, config_from_dict, load_config
-from loop.target import make_target
+from loop.engine.target import make_target
 
 from smoke import ROOT, SMOKE  # noqa: E402
 TARGET = ROOT / "experiments" / "shapes" / "target.toml"

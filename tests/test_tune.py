@@ -10,8 +10,8 @@ import pytest
 
 from loop.config import ConfigError, load_config
 from loop.controllers import make_controller
-from loop.target import make_target
-from loop.tune import ControllerSearcher, run_tune, theta_of
+from loop.engine.target import make_target
+from loop.front.tune import ControllerSearcher, run_tune, theta_of
 
 from smoke import SMOKE  # noqa: E402
 

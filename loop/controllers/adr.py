@@ -21,38 +21,32 @@ is the widest distribution the task tolerates, not the best-scoring one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from generator.space import ParameterSpace, Uniform
 
 from ._common import match_pending
-from .base import Controller, Feedback, check_number
+from .base import Controller, Feedback, Options, number
 
 
-@dataclass(frozen=True)
-class ADROptions:
-    low: float = 0.5
+class ADROptions(Options):
+    low: float = number(0.5)
     """Mean boundary score below which that end moves inward (the range shrinks)."""
-    high: float = 0.8
+    high: float = number(0.8)
     """Mean boundary score at or above which that end moves outward (the range widens)."""
-    step: float = 0.05
+    step: float = number(0.05, gt=0, le=1)
     """How far an end moves, as a fraction of the parameter's hard bounds."""
-    buffer: int = 2
+    buffer: int = Field(2, ge=1)
     """Boundary evaluations averaged before an end moves."""
-    init_width: float = 0.02
+    init_width: float = number(0.02, ge=0, le=1)
     """Initial width of each range, as a fraction of its hard bounds."""
 
     def check(self, name: str) -> None:
-        check_number(f"{name}.low", self.low)
-        check_number(f"{name}.high", self.high)
         if not self.low < self.high:
             raise ValueError(f"{name}.high: expected a value above low ({self.low}), got {self.high}")
-        check_number(f"{name}.step", self.step, low=0, low_open=True, high=1)
-        check_number(f"{name}.buffer", self.buffer, low=1, integer=True)
-        check_number(f"{name}.init_width", self.init_width, low=0, high=1)
 
 
 class ADR(Controller):

@@ -19,44 +19,35 @@ noise cancelled. ``"mean"`` compares with the mean of the incumbent's scores so 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from generator.space import Categorical, IntCount, ParameterSpace, TruncatedNormal, Uniform
+from generator.space import IntCount, ParameterSpace, TruncatedNormal, Uniform
 
 from ._common import Box, match_pending
-from .base import Controller, Feedback, check_choice, check_number
+from .base import Controller, Feedback, Options, check_number, number
 
 INCUMBENT = -1
 
 
-@dataclass(frozen=True)
-class AttributeDescentOptions:
-    step: float = 0.15
+class AttributeDescentOptions(Options):
+    step: float = number(0.15, gt=0, le=1)
     """Initial move size in unit-box coordinates."""
-    shrink: float = 0.5
+    shrink: float = number(0.5, gt=0, le=1)
     """Step multiplier after a full cycle of moves without improvement."""
-    min_step: float = 0.01
-    """The step never shrinks below this."""
+    min_step: float = number(0.01, gt=0)
+    """The step never shrinks below this (at most ``step``)."""
     reevaluate: bool = True
     """Re-score the incumbent every round (when k ≥ 2)."""
-    compare: str = "paired"
+    compare: Literal["paired", "mean"] = "paired"
     """"paired": a move against the incumbent's score of the same round (common random
     numbers); "mean": against the mean of the incumbent's scores so far."""
     widths: bool = True
     """Also move the spread of ranges and normals (widen/narrow), not only their position."""
 
     def check(self, name: str) -> None:
-        check_number(f"{name}.step", self.step, low=0, low_open=True, high=1)
-        check_number(f"{name}.shrink", self.shrink, low=0, low_open=True, high=1)
         check_number(f"{name}.min_step", self.min_step, low=0, low_open=True, high=self.step)
-        if not isinstance(self.reevaluate, bool):
-            raise ValueError(f"{name}.reevaluate: expected true or false, got {self.reevaluate!r}")
-        check_choice(f"{name}.compare", self.compare, ("paired", "mean"))
-        if not isinstance(self.widths, bool):
-            raise ValueError(f"{name}.widths: expected true or false, got {self.widths!r}")
 
 
 SLIDE, SPREAD = "slide", "spread"

@@ -17,14 +17,16 @@ and a controller restored from ``state_dict()`` proposes exactly what the origin
 from __future__ import annotations
 
 import abc
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generator.space import ParameterSpace
+
+from ..schema import expected
 
 from ..signals.base import signal_classes
 
@@ -70,21 +72,39 @@ def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
-def parse_options(name: str, options_cls: type, given: dict[str, Any]):
-    """Build the controller's options dataclass, rejecting unknown keys by name."""
-    known = [f.name for f in dataclasses.fields(options_cls)]
-    for key in given:
-        if key not in known:
-            raise ValueError(f"{name}.{key}: expected one of the options {known}, got an unknown option")
-    return options_cls(**given)
+class Options(BaseModel):
+    """A controller's keyword options: a frozen pydantic model, one field per option (the
+    field's docstring is its description), types and bounds checked by the model; rules that
+    join several fields go in :meth:`check`."""
 
-
-@dataclass(frozen=True)
-class NoOptions:
-    """A controller without options."""
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     def check(self, name: str) -> None:
-        pass
+        """Rules across fields (raise ``ValueError("<name>.<key>: expected X, got Y")``)."""
+
+
+NoOptions = Options
+"""A controller without options."""
+
+
+def number(default: float | None, *, gt: float | None = None, ge: float | None = None, le: float | None = None) -> Any:
+    """A finite-number option field with its bounds."""
+    return Field(default, gt=gt, ge=ge, le=le, allow_inf_nan=False)
+
+
+def parse_options(name: str, options_cls: type[Options], given: dict[str, Any]) -> Options:
+    """The controller's options model from ``given``; one line naming ``<name>.<key>`` if not."""
+    try:
+        return options_cls.model_validate(given)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "options"
+        if err["type"] == "extra_forbidden":
+            raise ValueError(f"{name}.{key}: expected one of the options {list(options_cls.model_fields)}, "
+                             "got an unknown option") from None
+        field = err["loc"][0] if err["loc"] else None
+        want = expected(options_cls, field) if field in options_cls.model_fields else err["msg"]
+        raise ValueError(f"{name}.{key}: expected {want}, got {err.get('input')!r}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,8 +125,8 @@ class Controller(abc.ABC):
     "better" (both retrained on the final seeds; the higher real val is kept). A best-scored
     candidate carries the luck of its round's seed (the winner's curse of picking the maximum of
     many noisy scores); a policy's mean averages over every round's evidence."""
-    Options: ClassVar[type] = NoOptions
-    """A frozen dataclass of keyword options with a ``check(name)`` method."""
+    Options: ClassVar[type[Options]] = NoOptions
+    """The pydantic model of the controller's keyword options (see :class:`Options`)."""
 
     def __init__(self, space: ParameterSpace, *, seed: int, **options: Any):
         if not isinstance(space, ParameterSpace):
@@ -217,4 +237,5 @@ class Controller(abc.ABC):
                 raise ValueError(f"feedback[{i}].{key}: expected {n} values (one per image), got {len(np.asarray(v))}")
 
 
-__all__ = ["FINAL_CHOICES", "Controller", "Feedback", "check_choice", "check_number", "parse_options"]
+__all__ = ["FINAL_CHOICES", "Controller", "Feedback", "NoOptions", "Options", "check_choice", "check_number",
+           "number", "parse_options"]

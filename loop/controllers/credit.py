@@ -22,27 +22,22 @@ result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import check_number
+from pydantic import Field
+
+from .base import Options, number
 from .metasim import MetaSim
 
 
-@dataclass(frozen=True)
-class CreditOptions:
-    lr: float = 0.03
+class CreditOptions(Options):
+    lr: float = number(0.03, gt=0)
     """Adam step size in unit-box coordinates (about the per-entry move per round)."""
-    warmup: int = 2
+    warmup: int = Field(2, ge=0)
     """Updates over which the step size ramps up linearly (see ``metasim``)."""
-    entropy_coef: float = 0.0
+    entropy_coef: float = number(0.0, ge=0)
     """Weight of an entropy bonus (standardised-credit units per nat); 0 leaves the spread of
     every parameter to the credit alone."""
-
-    def check(self, name: str) -> None:
-        check_number(f"{name}.lr", self.lr, low=0, low_open=True)
-        check_number(f"{name}.warmup", self.warmup, low=0, integer=True)
-        check_number(f"{name}.entropy_coef", self.entropy_coef, low=0)
 
 
 class CreditAscent(MetaSim):

@@ -19,15 +19,15 @@ downstream task.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from generator.space import ParameterSpace
 
 from ._common import Adam, Box, GaussianPolicy, entropy_grad, propose_from_policy, score_function_grad, update_from_scores
-from .base import Controller, Feedback, check_number
+from .base import Controller, Feedback, Options, number
 
 
 def pooled_by_theta(thetas: list[np.ndarray], feedback: list[Feedback], signal: str,
@@ -56,16 +56,11 @@ def pooled_by_theta(thetas: list[np.ndarray], feedback: list[Feedback], signal: 
         yield theta, {k: np.concatenate([np.asarray(d[k]) for d in draws]) for k in draws[0]}, np.concatenate(rs)
 
 
-@dataclass(frozen=True)
-class MetaSimOptions:
-    lr: float = 0.05
+class MetaSimOptions(Options):
+    lr: float = number(0.05, gt=0)
     """Adam step size in unit-box coordinates."""
-    warmup: int = 5
+    warmup: int = Field(5, ge=0)
     """Updates over which the step size ramps up linearly (see :class:`Adam`)."""
-
-    def check(self, name: str) -> None:
-        check_number(f"{name}.lr", self.lr, low=0, low_open=True)
-        check_number(f"{name}.warmup", self.warmup, low=0, integer=True)
 
 
 class MetaSim(Controller):
@@ -127,25 +122,17 @@ class MetaSim(Controller):
 # metasim+task: gap matching first, then REINFORCE on the task score
 # --------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class MetaSimTaskOptions:
-    lr: float = 0.05
+class MetaSimTaskOptions(Options):
+    lr: float = number(0.05, gt=0)
     """Adam step size of the gap-matching stage (unit-box coordinates)."""
-    warmup: int = 5
+    warmup: int = Field(5, ge=0)
     """Gap-matching updates over which the step size ramps up linearly."""
-    gap_rounds: int = 8
+    gap_rounds: int = Field(8, ge=0)
     """Updates spent on gap matching before switching to the task score."""
-    task_lr: float = 0.02
+    task_lr: float = number(0.02, gt=0)
     """Adam step size of the task stage (unit-box coordinates)."""
-    task_sigma: float = 0.05
+    task_sigma: float = number(0.05, ge=0.01, le=0.5)
     """Exploration standard deviation of the task stage around the matched θ (unit box)."""
-
-    def check(self, name: str) -> None:
-        check_number(f"{name}.lr", self.lr, low=0, low_open=True)
-        check_number(f"{name}.warmup", self.warmup, low=0, integer=True)
-        check_number(f"{name}.gap_rounds", self.gap_rounds, low=0, integer=True)
-        check_number(f"{name}.task_lr", self.task_lr, low=0, low_open=True)
-        check_number(f"{name}.task_sigma", self.task_sigma, low=0.01, high=0.5)
 
 
 class MetaSimTask(MetaSim):

@@ -25,49 +25,38 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Optional
 
 import numpy as np
+from pydantic import Field
 
 from generator.space import ParameterSpace
 
 from ._common import match_pending
-from .base import Controller, Feedback, check_choice, check_number
+from .base import Controller, Feedback, Options, number
 
 SAMPLERS = ("tpe", "cmaes", "gp")
 _SAMPLER_NEEDS = {"tpe": (), "cmaes": ("cmaes",), "gp": ("torch", "scipy")}
 
 
-@dataclass(frozen=True)
-class OptunaOptions:
-    sampler: str = "tpe"
+class OptunaOptions(Options):
+    sampler: Literal["tpe", "cmaes", "gp"] = "tpe"
     """"tpe", "cmaes" or "gp"."""
-    storage: str | None = None
+    storage: Optional[str] = Field(None, min_length=1)
     """None: an in-memory study; a file path: a JournalStorage file shared across processes."""
-    study_name: str = "dropt"
+    study_name: str = Field("dropt", min_length=1)
     """The study's name inside a shared storage."""
-    n_startup_trials: int = 8
+    n_startup_trials: int = Field(8, ge=0)
     """Random trials before the model-based sampler takes over."""
     start_from_default: bool = True
     """Enqueue the space's default θ as the first trial of a new study."""
-    sigma0: float | None = None
+    sigma0: Optional[float] = number(None, gt=0, le=1)
     """CMA-ES only: the initial step, as a fraction of each θ entry's box (None: Optuna's 1/6).
     A small step searches around the config's θ and widens only as the scores carry it."""
 
     def check(self, name: str) -> None:
-        check_choice(f"{name}.sampler", self.sampler, SAMPLERS)
-        if self.storage is not None and (not isinstance(self.storage, str) or not self.storage):
-            raise ValueError(f"{name}.storage: expected a journal file path or none, got {self.storage!r}")
-        if not isinstance(self.study_name, str) or not self.study_name:
-            raise ValueError(f"{name}.study_name: expected a non-empty string, got {self.study_name!r}")
-        check_number(f"{name}.n_startup_trials", self.n_startup_trials, low=0, integer=True)
-        if not isinstance(self.start_from_default, bool):
-            raise ValueError(f"{name}.start_from_default: expected true or false, got {self.start_from_default!r}")
-        if self.sigma0 is not None:
-            check_number(f"{name}.sigma0", self.sigma0, low=0, low_open=True, high=1)
-            if self.sampler != "cmaes":
-                raise ValueError(f"{name}.sigma0: expected only with sampler 'cmaes', got sampler {self.sampler!r}")
+        if self.sigma0 is not None and self.sampler != "cmaes":
+            raise ValueError(f"{name}.sigma0: expected only with sampler 'cmaes', got sampler {self.sampler!r}")
         missing = [m for m in _SAMPLER_NEEDS[self.sampler] if importlib.util.find_spec(m) is None]
         if missing:
             raise ValueError(f"{name}.sampler: {self.sampler!r} needs the optional package(s) {missing}, "

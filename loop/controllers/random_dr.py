@@ -10,24 +10,18 @@ hand-tuned randomization). ``update`` only keeps the incumbent.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from generator.space import Categorical, IntCount, ParameterSpace, TruncatedNormal, Uniform
 
-from .base import Controller, Feedback
+from .base import Controller, Feedback, Options
 
 
-@dataclass(frozen=True)
-class RandomOptions:
+class RandomOptions(Options):
     widen: bool = True
     """Widen every parameter to its hard bounds (True) or keep the space's default θ (False)."""
-
-    def check(self, name: str) -> None:
-        if not isinstance(self.widen, bool):
-            raise ValueError(f"{name}.widen: expected true or false, got {self.widen!r}")
 
 
 def wide_theta(space: ParameterSpace) -> np.ndarray:

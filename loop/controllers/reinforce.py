@@ -8,59 +8,49 @@ mean_i (score_i − baseline) ∇ log N(u_i | μ, σ²), with a moving-average b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from generator.space import ParameterSpace
 
 from ._common import Box, GaussianPolicy, propose_from_policy, update_from_scores
-from .base import FINAL_CHOICES, Controller, Feedback, check_choice, check_number
+from .base import Controller, Feedback, Options, check_number, number
 
 
-@dataclass(frozen=True)
-class ReinforceOptions:
-    lr: float = 0.02
+class ReinforceOptions(Options):
+    lr: float = number(0.02, gt=0)
     """Step size, in unit-box coordinates (Adam: roughly the per-entry step per round). With a
     few candidates per round in tens of dimensions the gradient estimate is mostly noise, and
     Adam turns noise into full-size steps: a small step keeps the policy near where the scores
     put it rather than random-walking away."""
-    sigma: float = 0.05
-    """Initial exploration standard deviation, in unit-box coordinates."""
+    sigma: float = number(0.05, gt=0)
+    """Initial exploration standard deviation, in unit-box coordinates (in [sigma_min, sigma_max])."""
     antithetic: bool = True
     """Propose mirrored pairs μ ± σε (variance reduction; needs an even number of candidates
     to pair every draw)."""
     learn_sigma: bool = True
     """Also learn log σ (clamped to [sigma_min, sigma_max])."""
-    sigma_min: float = 0.01
-    sigma_max: float = 0.5
-    baseline: str = "moving"
+    sigma_min: float = number(0.01, gt=0)
+    """The smallest σ."""
+    sigma_max: float = number(0.5, gt=0)
+    """The largest σ (at least sigma_min)."""
+    baseline: Literal["moving", "round"] = "moving"
     """The reward baseline: "moving" (a moving average of earlier rounds' means) or "round" (this
     round's own mean). With common random numbers a round's candidates share its luck (±4 val
     points on the digits); the round's mean takes that luck out of the σ step, which a moving
     average does not. (The mean's step from mirrored pairs is free of any baseline.)"""
-    baseline_decay: float = 0.8
+    baseline_decay: float = number(0.8, ge=0, le=0.999)
     """Moving-average factor of the "moving" baseline (0: last round's mean only)."""
-    optimizer: str = "adam"
+    optimizer: Literal["adam", "sgd"] = "adam"
     """"adam" or "sgd"."""
-    final: str = "better"
+    final: Literal["best", "current", "better"] = "better"
     """What the run retrains at the end: "best" (the best-scored candidate), "current" (the
     policy's mean μ) or "better" (both, keeping the higher real val; see ``Controller.final``)."""
 
     def check(self, name: str) -> None:
-        check_number(f"{name}.lr", self.lr, low=0, low_open=True)
-        check_number(f"{name}.sigma_min", self.sigma_min, low=0, low_open=True)
         check_number(f"{name}.sigma_max", self.sigma_max, low=self.sigma_min)
         check_number(f"{name}.sigma", self.sigma, low=self.sigma_min, high=self.sigma_max)
-        check_number(f"{name}.baseline_decay", self.baseline_decay, low=0, high=0.999)
-        check_choice(f"{name}.optimizer", self.optimizer, ("adam", "sgd"))
-        check_choice(f"{name}.baseline", self.baseline, ("moving", "round"))
-        check_choice(f"{name}.final", self.final, FINAL_CHOICES)
-        if not isinstance(self.antithetic, bool):
-            raise ValueError(f"{name}.antithetic: expected true or false, got {self.antithetic!r}")
-        if not isinstance(self.learn_sigma, bool):
-            raise ValueError(f"{name}.learn_sigma: expected true or false, got {self.learn_sigma!r}")
 
 
 def make_policy(mu_u: np.ndarray, o: ReinforceOptions, *, sigma: float | None = None) -> GaussianPolicy:

@@ -15,29 +15,23 @@ score, not this adversarial reward, selects the model that is kept and reported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
-from .base import check_number
+from .base import Options, number
 from .metasim import MetaSim
 
 
-@dataclass(frozen=True)
-class VadraOptions:
-    lr: float = 0.05
+class VadraOptions(Options):
+    lr: float = number(0.05, gt=0)
     """Adam step size in unit-box coordinates."""
-    warmup: int = 0
+    warmup: int = Field(0, ge=0)
     """Updates over which the step size ramps up linearly (see ``metasim``); none by default:
     the adversary should move from the first round on, while the task model is weakest."""
-    entropy_coef: float = 0.3
+    entropy_coef: float = number(0.3, ge=0)
     """Weight of the entropy bonus, in standardised-loss units per nat."""
-
-    def check(self, name: str) -> None:
-        check_number(f"{name}.lr", self.lr, low=0, low_open=True)
-        check_number(f"{name}.warmup", self.warmup, low=0, integer=True)
-        check_number(f"{name}.entropy_coef", self.entropy_coef, low=0)
 
 
 class VADRA(MetaSim):

@@ -40,7 +40,7 @@ def round_seeds(run_seed: int, round_index: int, thetas: list[np.ndarray]) -> li
 class Engine:
     """Turns θs and seeds into :class:`CandidateResult` s for one run's config and real set.
 
-    ``renderer`` is a :class:`loop.render_pool.RenderPool` (render actors, or ``workers = 0``
+    ``renderer`` is a :class:`loop.engine.render_pool.RenderPool` (render actors, or ``workers = 0``
     for this process); ``signals`` are the names the run may ask for (one instance of each is
     built here and keeps its state for the run)."""
 

@@ -95,10 +95,3 @@ def evaluate_or_fail(job: CandidateJob, real: RealSplits, inputs: dict[str, Any]
 def failure_line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return f"{type(e).__name__}: {lines[0][:200] if lines else ''}".strip()
-
-
-def concat(datasets: list[Dataset]) -> Dataset:
-    """One dataset from several (the adversarial task model trains on a whole round)."""
-    first = datasets[0]
-    return Dataset([im for d in datasets for im in d.images], [a for d in datasets for a in d.annotations],
-                   list(first.categories), dict(first.info))

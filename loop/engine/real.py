@@ -60,7 +60,7 @@ def _read_real(cfg: ExperimentConfig, *, make_missing: bool, log) -> RealSplits:
     root = Path(ev.real)
     if not root.exists() and ev.target_config and make_missing:
         from ..config import load_config
-        from ..target import make_target
+        from .target import make_target
 
         log(f"real set {root} not found: making it from the hidden target domain {ev.target_config}")
         make_target(load_config(ev.target_config), root, progress=False)

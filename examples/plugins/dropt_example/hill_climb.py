@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from loop.controllers.base import Controller, check_number
+from loop.controllers.base import Controller, Options, number
 
 
-@dataclass(frozen=True)
-class HillClimbOptions:
-    step: float = 0.1
+class HillClimbOptions(Options):
+    step: float = number(0.1, gt=0, le=1)
     """The perturbation's standard deviation in unit-box coordinates."""
-
-    def check(self, name: str) -> None:
-        check_number(f"{name}.step", self.step, low=0, low_open=True, high=1)
 
 
 class HillClimb(Controller):

@@ -1,8 +1,8 @@
 """The closed loop: propose θs → render → evaluate on real val → update, round after round.
 
-:func:`run_loop` reads top to bottom: open (or restore) the run (:mod:`loop.run_state`), then per
+:func:`run_loop` reads top to bottom: open (or restore) the run (:mod:`loop.run.state`), then per
 round propose → evaluate (:class:`loop.engine.Engine`) → update → record and checkpoint, then the
-final selection (:mod:`loop.final`). Candidates of a round share their image and training seeds
+final selection (:mod:`loop.run.final`). Candidates of a round share their image and training seeds
 (common random numbers, :func:`loop.engine.round_seeds`); after every round the controller's
 state is checkpointed atomically, so ``--resume`` continues a killed run on exactly the θ
 trajectory an uninterrupted run would take.
@@ -18,12 +18,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .config import ExperimentConfig
-from .controllers import Feedback
-from .engine import CandidateResult, round_seeds
-from .errors import RunFailure
+from ..config import ExperimentConfig
+from ..controllers import Feedback
+from ..engine import CandidateResult, round_seeds
+from ..errors import RunFailure
 from .final import finish, num
-from .run_state import RunState, lock_run_dir, open_run
+from .state import RunState, lock_run_dir, open_run
 
 
 def run_loop(cfg: ExperimentConfig, out: str | os.PathLike, *, resume: bool = False, address: str | None = None,

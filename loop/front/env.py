@@ -17,10 +17,10 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from .config import ConfigError, ExperimentConfig, load_config
-from .engine import Engine, load_real
-from .errors import RunFailure
-from .render_pool import RenderPool
+from ..config import ConfigError, ExperimentConfig, load_config
+from ..engine import Engine, load_real
+from ..errors import RunFailure
+from ..engine.render_pool import RenderPool
 
 ENV_ID = "dropt/DomainRandomization-v0"
 

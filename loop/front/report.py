@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, ExperimentConfig, load_config
-from .run_dir import RunDir
+from ..config import ConfigError, ExperimentConfig, load_config
+from ..run.run_dir import RunDir
 
 MAX_PARAMETER_PANELS = 24
 
@@ -91,7 +91,7 @@ def plot_parameters(rounds: list[dict[str, Any]], path: Path, target: dict[str, 
 def write_report(run: str | Path, *, n_samples: int = 16) -> Path:
     from generator.base import render_dataset
 
-    from .preview import save_grid
+    from generator.preview import save_grid
 
     rd, cfg, rounds, best = _load(run)
     out = rd.report
@@ -138,7 +138,7 @@ def export(run: str | Path, n: int, out: str | Path, *, workers: int | None = No
     """A COCO dataset of ``n`` images from the run's learned distribution."""
     from generator.dataset import check_out_dir
 
-    from .render_pool import RenderPool
+    from ..engine.render_pool import RenderPool
 
     rd, cfg, rounds, best = _load(run)
     if best is None:

@@ -18,9 +18,9 @@ from evaluator.detection import DetectionEvaluator
 from evaluator.real import RealSplits, load_digits_real
 from generator.base import render_dataset
 
-from .config import load_config
-from .render_pool import RenderPool
-from .target import render_target_split, target_settings
+from ..config import load_config
+from ..engine.render_pool import RenderPool
+from ..engine.target import render_target_split, target_settings
 
 TARGET_CONFIG = "experiments/shapes/target.toml"
 DIGITS_CONFIG = "experiments/digits/default.toml"

@@ -20,7 +20,7 @@ from generator.base import derive_seed
 from generator.dataset import Dataset
 from generator.sensor import apply_camera_model
 
-from .config import ExperimentConfig, TargetSettings
+from ..config import ExperimentConfig, TargetSettings
 from .render_pool import RenderPool
 
 #: per-split seed keys: the splits never share an image seed
@@ -58,7 +58,7 @@ def hidden_parameters(cfg: ExperimentConfig, generator) -> dict[str, Any]:
 def make_target(cfg: ExperimentConfig, out: str | Path, *, workers: int | None = None,
                 address: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Write ``out/val``, ``out/test`` (COCO), ``out/target.json`` and ``out/preview.png``."""
-    from .preview import save_grid
+    from generator.preview import save_grid
 
     out = Path(out)
     settings = target_settings(cfg)

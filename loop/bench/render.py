@@ -25,8 +25,8 @@ from typing import Any, Callable
 from generator.base import render_dataset
 from generator.shapes import ShapesGenerator
 
-from .config import config_from_dict
-from .render_pool import RenderPool
+from ..config import config_from_dict
+from ..engine.render_pool import RenderPool
 
 
 MODES = {"gl": "dropt's one-pass GL path (default)", "pyrender": "pyrender renderer, scene reused",

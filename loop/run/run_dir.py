@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
-from .errors import RunFailure
+from ..config import ConfigError
+from ..errors import RunFailure
 
 LOCK_NAME = ".lock"
 

@@ -20,7 +20,7 @@ import numpy as np
 from generator.base import Sample, render_draws, render_samples, samples_to_dataset
 from generator.dataset import Dataset
 
-from .config import ConfigError, ExperimentConfig
+from ..config import ConfigError, ExperimentConfig
 
 #: a killed render actor is restarted and its calls retried (they are pure: the same bytes)
 ACTOR_RESTARTS = 4
@@ -118,7 +118,7 @@ class _Worker:
     """Body of the Ray actor: one generator (one GL context) for the actor's lifetime."""
 
     def __init__(self, config_raw: dict[str, Any]):
-        from .config import config_from_dict
+        from ..config import config_from_dict
 
         self.generator = config_from_dict(config_raw).build_generator()
 

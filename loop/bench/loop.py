@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .config import ConfigError, load_config
+from ..config import ConfigError, load_config
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -170,7 +170,7 @@ def run_one(plan: Plan, task: str, controller: str, seed: int, log: Callable[[st
         check_same_run(plan, task, controller, seed)
     if (out / "best.json").is_file():
         return json.loads((out / "best.json").read_text())
-    base = [sys.executable, "-c", "import sys; from loop.cli import main; sys.exit(main())", "run"]
+    base = [sys.executable, "-c", "import sys; from loop.front.cli import main; sys.exit(main())", "run"]
     if started:
         log(f"  {task}/{controller} seed {seed}: resuming {out}")
         cmd = [*base, "--resume", str(out)]
@@ -235,10 +235,10 @@ def shapes_references(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
         return json.loads(path.read_text())
     from generator.base import derive_seed, render_dataset
 
-    from .engine import Engine, fidelity, load_real
-    from .errors import RunFailure
-    from .final import FINAL_KEY
-    from .target import apply_camera_model, target_settings
+    from ..engine import Engine, fidelity, load_real
+    from ..errors import RunFailure
+    from ..run.final import FINAL_KEY
+    from ..engine.target import apply_camera_model, target_settings
 
     cfg = load_config(TASKS["shapes"].config, plan.overrides("shapes", "prior"))
     real = load_real(cfg, log=log)

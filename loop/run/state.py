@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .config import ConfigError, ExperimentConfig
-from .controllers import Controller, check_options, make_controller
-from .engine import Engine, evaluator_class, load_real
-from .render_pool import RenderPool, check_resources, ensure_ray
+from ..config import ConfigError, ExperimentConfig
+from ..controllers import Controller, check_options, make_controller
+from ..engine import Engine, evaluator_class, load_real
+from ..engine.render_pool import RenderPool, check_resources, ensure_ray
 from .run_dir import RunDir, RunDirError, read_json
 
 Log = Callable[[str], None]

@@ -33,9 +33,9 @@ import numpy as np
 from ray import tune
 from ray.tune.search import Searcher
 
-from .config import ConfigError, ExperimentConfig, config_from_dict
-from .controllers import Controller, Feedback
-from .errors import RunFailure
+from ..config import ConfigError, ExperimentConfig, config_from_dict
+from ..controllers import Controller, Feedback
+from ..errors import RunFailure
 
 THETA_PREFIX = "theta/"
 
@@ -105,8 +105,8 @@ def make_trainable(cfg: ExperimentConfig, *, rungs: int = 4):
 
         from generator.base import derive_seed
 
-        from .engine import Engine, load_real, round_seeds
-        from .render_pool import RenderPool
+        from ..engine import Engine, load_real, round_seeds
+        from ..engine.render_pool import RenderPool
 
         c = config_from_dict({**raw, "evaluator": {**raw.get("evaluator", {}), "real": real_path}})
         torch.set_num_threads(c.evaluator.threads)
@@ -144,9 +144,9 @@ def run_tune(cfg: ExperimentConfig, *, scheduler: str, budget: int, out: str, ad
 
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 
-    from .controllers import check_options, make_controller
-    from .render_pool import check_resources, ensure_ray
-    from .engine import load_real
+    from ..controllers import check_options, make_controller
+    from ..engine.render_pool import check_resources, ensure_ray
+    from ..engine import load_real
 
     if scheduler not in ("asha", "pbt"):
         raise ConfigError(f"--scheduler: expected 'asha' or 'pbt', got {scheduler!r}")

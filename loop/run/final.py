@@ -16,9 +16,9 @@ import numpy as np
 
 from generator.base import derive_seed
 
-from .engine import fidelity
-from .errors import RunFailure
-from .run_state import RunState
+from ..engine import fidelity
+from ..errors import RunFailure
+from .state import RunState
 
 FINAL_KEY = 0xF17A1
 FINAL_TIE_ORDER = ("start", "current", "best")
