@@ -18,8 +18,18 @@ from loop.config import ConfigError, load_config
 
 def test_interval_is_a_95_percent_t_interval():
     m, h = interval([0.6, 0.7, 0.8])
-    assert m == pytest.approx(0.7) and h == pytest.approx(4.303 * 0.1 / math.sqrt(3))
+    assert m == pytest.approx(0.7) and h == pytest.approx(4.302653 * 0.1 / math.sqrt(3))   # t(0.975, 2 df)
     assert interval([0.5]) == (0.5, 0.0)
+
+
+def test_report_only_with_every_run_missing_reports_none(tmp_path):
+    from loop.bench.loop import bench_loop
+
+    plan = Plan(tasks=("digits",), controllers=("prior", "reinforce"), seeds=(0,), scale="quick", out=tmp_path,
+                report_only=True)
+    result = bench_loop(plan, log=lambda m: None)
+    entry = result["tasks"]["digits"]
+    assert entry["metric"] is None and entry["controllers"] == {} and entry["not_run"] == ["prior", "reinforce"]
 
 
 def write_rounds(path, rows):

@@ -30,11 +30,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from scipy import stats
 
 from ..config import ConfigError, load_config
-
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
 
 SCALES = ("quick", "default", "full")
 """How big a run is. ``full``: the fidelities and budgets the README's tables and the issue's
@@ -194,18 +192,20 @@ def run_one(plan: Plan, task: str, controller: str, seed: int, log: Callable[[st
 
 
 def curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(evaluations used, best real-val score so far) after each round, as the run selects: a θ
-    proposed several times in a round counts by the mean of its copies."""
-    rows = [json.loads(x) for x in (run_dir / "rounds.jsonl").read_text().splitlines() if x.strip()]
+    """(evaluations used, best real-val score so far) after each round, as the run selects
+    (:func:`loop.run.runner.best_of_round`: copies of a θ count by their mean)."""
+    from ..run.run_dir import RunDir
+    from ..run.runner import best_of_round
+
+    rows = RunDir(run_dir).read_rounds()
     xs, ys, best, used = [], [], -math.inf, 0
     for r in sorted({row["round"] for row in rows}):
-        groups: dict[str, list[float]] = {}
-        for row in (x for x in rows if x["round"] == r):
-            used += 1
-            if row["score"] is not None:
-                groups.setdefault(json.dumps(row["theta"], sort_keys=True), []).append(row["score"])
-        for scores in groups.values():
-            best = max(best, float(np.mean(scores)))
+        group = [row for row in rows if row["round"] == r]
+        thetas = [np.array([v for _, v in sorted(row["theta"].items())]) for row in group]
+        scores = [math.nan if row["score"] is None else float(row["score"]) for row in group]
+        found = best_of_round(thetas, scores)
+        used += len(group)
+        best = max(best, found[1]) if found is not None else best
         xs.append(used)
         ys.append(best)
     return np.asarray(xs), np.asarray(ys)
@@ -216,7 +216,7 @@ def interval(values: list[float]) -> tuple[float, float]:
     v = np.asarray(values, dtype=np.float64)
     if len(v) < 2:
         return float(v.mean()), 0.0
-    return float(v.mean()), T975.get(len(v) - 1, 1.96) * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1)) * float(v.std(ddof=1)) / math.sqrt(len(v))
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,16 +284,17 @@ def bench_loop(plan: Plan, *, log: Callable[[str], None] = print) -> dict[str, A
     for task in plan.tasks:
         log(f"{task}: {len(plan.controllers)} controllers × {len(plan.seeds)} search seeds "
             f"({plan.scale}: {' '.join(TASKS[task].fidelities[plan.scale])})")
-        rows, skipped = {}, []
+        rows, skipped, metric = {}, [], None      # metric None: every controller was left out
         for c in plan.controllers:
             if plan.report_only and not all((plan.run_dir(task, c, s) / "best.json").is_file() for s in plan.seeds):
                 skipped.append(c)
                 log(f"  {task}/{c}: not run (--report-only), left out")
                 continue
             runs = [run_one(plan, task, c, s, log) for s in plan.seeds]
+            metric = runs[0]["metric"]
             curves = [curve(plan.run_dir(task, c, s)) for s in plan.seeds]
             rows[c] = summarise(runs, curves)
-        entry: dict[str, Any] = {"metric": runs[0]["metric"], "controllers": rows, "not_run": skipped}
+        entry: dict[str, Any] = {"metric": metric, "controllers": rows, "not_run": skipped}
         if TASKS[task].oracle and not (plan.report_only and not _references_path(plan).is_file()):
             ref = shapes_references(plan, log)
             entry["references"] = {k: {"val": interval(v["val"]), "test": interval(v["test"])}

@@ -120,6 +120,21 @@ def per_core_images(n: int, mode: str) -> int:
     return n if mode == "gl" else max(n // 4, 50)
 
 
+def _ratios(fig: dict[str, float], modes) -> dict[str, float]:
+    """Speed-ups and scalings between one size's figures."""
+    r = {}
+    if "naive" in modes:
+        r["speedup_vs_naive_one_process"] = fig["gl_one_process"] / fig["naive_one_process"]
+        r["speedup_vs_naive_all_cores"] = fig["gl_all_cores"] / fig["naive_all_cores"]
+    if "gl_one_worker" in fig:
+        r["scaling_pool_workers"] = fig["gl_all_cores"] / fig["gl_one_worker"]
+        r["scaling_bare_processes"] = fig["gl_bare_processes"] / fig["gl_one_process"]
+        r["pool_vs_bare_processes"] = fig["gl_all_cores"] / fig["gl_bare_processes"]
+    if "gl" in modes:
+        r["scaling_all_cores"] = fig["gl_all_cores"] / fig["gl_one_process"]
+    return r
+
+
 def bench_render(sizes=(64, 128), n: int = 800, seed: int = 0, workers: int | None = None,
                  modes=("gl", "pyrender", "naive"), repeats: int = 3, depth: bool = False,
                  log=print) -> dict[str, Any]:
@@ -156,16 +171,7 @@ def bench_render(sizes=(64, 128), n: int = 800, seed: int = 0, workers: int | No
                 # neighbour's load that comes and goes between rounds
                 fig["scaling_all_cores_median_round"] = statistics.median(
                     a / b for a, b in zip(rounds["gl_all_cores"], rounds["gl_one_process"]))
-        if "naive" in modes:
-            fig["speedup_vs_naive_one_process"] = fig["gl_one_process"] / fig["naive_one_process"]
-            fig["speedup_vs_naive_all_cores"] = fig["gl_all_cores"] / fig["naive_all_cores"]
-        if "gl_one_worker" in fig:
-            fig["scaling_pool_workers"] = fig["gl_all_cores"] / fig["gl_one_worker"]
-            fig["scaling_bare_processes"] = fig["gl_bare_processes"] / fig["gl_one_process"]
-            fig["pool_vs_bare_processes"] = fig["gl_all_cores"] / fig["gl_bare_processes"]
-        if "gl" in modes:
-            fig["scaling_all_cores"] = fig["gl_all_cores"] / fig["gl_one_process"]
-        out[str(size)] = {k: round(v, 2) for k, v in fig.items()}
+        out[str(size)] = {k: round(v, 2) for k, v in {**fig, **_ratios(fig, modes)}.items()}
     if workers > 1:
         out["machine_scaling"] = round(machine_scaling(workers, repeats), 2)
         log(f"  plain Python arithmetic, 1 → {workers} processes on this machine now: "

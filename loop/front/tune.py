@@ -137,56 +137,73 @@ def make_trainable(cfg: ExperimentConfig, *, rungs: int = 4):
     return trainable
 
 
-def run_tune(cfg: ExperimentConfig, *, scheduler: str, budget: int, out: str, address: str | None = None,
-             rungs: int = 4) -> dict[str, Any]:
-    """``dropt tune``: ``budget`` trials of the config's controller under ASHA or PBT."""
-    import logging
+def _asha(cfg: ExperimentConfig, space, *, budget: int, rungs: int) -> tuple[Any, dict[str, Any]]:
+    """ASHA stops trials early; the config's controller proposes them (it learns only from
+    trials that ran every rung)."""
+    from ray.tune.schedulers import ASHAScheduler
 
-    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+    from ..controllers import make_controller
 
-    from ..controllers import check_options, make_controller
-    from ..engine.render_pool import check_resources, ensure_ray
+    try:
+        controller = make_controller(cfg.loop.optimizer, space, seed=cfg.seed, **cfg.loop.options)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"loop: {e}") from None
+    return tune.TuneConfig(search_alg=ControllerSearcher(controller, batch=cfg.loop.candidates, full_rung=rungs),
+                           scheduler=ASHAScheduler(time_attr="rung", max_t=rungs, grace_period=1, reduction_factor=2),
+                           metric="score", mode="max", num_samples=budget), {}
+
+
+def _pbt(cfg: ExperimentConfig, space, *, budget: int) -> tuple[Any, dict[str, Any]]:
+    """PBT explores by perturbing θ entries of cloned trials; the population starts at the
+    config's θ ± noise. (Tune's PBT draws its perturbations from Python's global random
+    module: not seeded here.)"""
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    lo, hi = space.bounds()
+    names = space.theta_names()
+    mutations = {THETA_PREFIX + n: tune.uniform(float(a), float(b)) for n, a, b in zip(names, lo, hi)}
+    rng = np.random.default_rng(cfg.seed)
+    theta0 = space.to_vector()
+    param_space = {THETA_PREFIX + n: tune.sample_from(
+        lambda _, i=i: float(np.clip(theta0[i] + 0.1 * (hi[i] - lo[i]) * rng.standard_normal(), lo[i], hi[i])))
+        for i, n in enumerate(names)}
+    return tune.TuneConfig(scheduler=PopulationBasedTraining(time_attr="rung", perturbation_interval=1,
+                                                             hyperparam_mutations=mutations),
+                           metric="score", mode="max", num_samples=budget), param_space
+
+
+def _check_before_ray(cfg: ExperimentConfig, scheduler: str):
+    """A bad scheduler or loop option is one line before the target is made; then the real set
+    (made now if missing) is checked once. Returns the generator's space."""
+    from ..controllers import check_options
     from ..engine import load_real
 
     if scheduler not in ("asha", "pbt"):
         raise ConfigError(f"--scheduler: expected 'asha' or 'pbt', got {scheduler!r}")
     if scheduler == "asha":
-        try:                          # a bad loop option is one line before the target is made
+        try:
             check_options(cfg.loop.optimizer, cfg.loop.options)
         except ValueError as e:
             raise ConfigError(f"loop: {e}") from None
-    logging.getLogger("optuna").setLevel(logging.WARNING)
     gen = cfg.build_generator()
-    load_real(cfg, categories=gen.categories)   # make the target now if missing, and check it, once
+    load_real(cfg, categories=gen.categories)
+    return gen.space
+
+
+def run_tune(cfg: ExperimentConfig, *, scheduler: str, budget: int, out: str, address: str | None = None,
+             rungs: int = 4) -> dict[str, Any]:
+    """``dropt tune``: ``budget`` trials of the config's controller under ASHA or PBT."""
+    import logging
+
+    from ..engine.render_pool import check_resources, ensure_ray
+
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    space = _check_before_ray(cfg, scheduler)
     ensure_ray(address)
-    check_resources({"evaluator": (cfg.evaluator.num_cpus, cfg.evaluator.num_gpus)})   # a trial's request
-    space = gen.space
     s = cfg.evaluator
-    if scheduler == "asha":
-        try:
-            controller = make_controller(cfg.loop.optimizer, space, seed=cfg.seed, **cfg.loop.options)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"loop: {e}") from None
-        tune_config = tune.TuneConfig(search_alg=ControllerSearcher(controller, batch=cfg.loop.candidates,
-                                                                    full_rung=rungs),
-                                      scheduler=ASHAScheduler(time_attr="rung", max_t=rungs, grace_period=1,
-                                                              reduction_factor=2),
-                                      metric="score", mode="max", num_samples=budget)
-        param_space: dict[str, Any] = {}
-    else:
-        lo, hi = space.bounds()
-        names = space.theta_names()
-        # PBT explores by perturbing θ entries of cloned trials; the population starts at the default ± noise.
-        # (Tune's PBT draws its perturbations from Python's global random module: not seeded here.)
-        mutations = {THETA_PREFIX + n: tune.uniform(float(a), float(b)) for n, a, b in zip(names, lo, hi)}
-        rng = np.random.default_rng(cfg.seed)
-        theta0 = space.to_vector()
-        param_space = {THETA_PREFIX + n: tune.sample_from(
-            lambda _, i=i: float(np.clip(theta0[i] + 0.1 * (hi[i] - lo[i]) * rng.standard_normal(), lo[i], hi[i])))
-            for i, n in enumerate(names)}
-        tune_config = tune.TuneConfig(scheduler=PopulationBasedTraining(
-            time_attr="rung", perturbation_interval=1, hyperparam_mutations=mutations),
-            metric="score", mode="max", num_samples=budget)
+    check_resources({"evaluator": (s.num_cpus, s.num_gpus)})   # a trial's request
+    tune_config, param_space = (_asha(cfg, space, budget=budget, rungs=rungs) if scheduler == "asha"
+                                else _pbt(cfg, space, budget=budget))
     trainable = tune.with_resources(make_trainable(cfg, rungs=rungs), {"cpu": s.num_cpus, "gpu": s.num_gpus})
     tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                        run_config=tune.RunConfig(name=Path(out).name, storage_path=str(Path(out).resolve().parent),

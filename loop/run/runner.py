@@ -77,15 +77,26 @@ def _check_failures(run: RunState, r: int, results: list[CandidateResult]) -> No
             run.log(f"warning: round {r + 1} candidate {i} failed ({res.failed}); the controller skips it")
 
 
-def keep_best(run: RunState, r: int, thetas: list[np.ndarray], scores: list[float]) -> None:
-    """The best θ so far by real-val score; copies of one θ in a round count by their mean."""
+def best_of_round(thetas: list[np.ndarray], scores: list[float]) -> tuple[int, float, int] | None:
+    """The round's best θ by real-val score, as (its first candidate index, the mean score of
+    its copies, how many copies scored); copies of one θ count by their mean. None: no score."""
+    best = None
     for i, theta in enumerate(thetas):
         copies = [s for t, s in zip(thetas, scores) if np.array_equal(t, theta) and math.isfinite(s)]
         if any(np.array_equal(theta, t) for t in thetas[:i]) or not copies:
             continue
         score = float(np.mean(copies))
-        if run.best is None or score > run.best["score"]:
-            run.best = {"score": score, "round": r, "candidate": i, "theta": theta.tolist(), "copies": len(copies)}
+        if best is None or score > best[1]:
+            best = (i, score, len(copies))
+    return best
+
+
+def keep_best(run: RunState, r: int, thetas: list[np.ndarray], scores: list[float]) -> None:
+    """The best θ so far by real-val score (:func:`best_of_round`); an earlier round's wins ties."""
+    found = best_of_round(thetas, scores)
+    if found is not None and (run.best is None or found[1] > run.best["score"]):
+        i, score, copies = found
+        run.best = {"score": score, "round": r, "candidate": i, "theta": thetas[i].tolist(), "copies": copies}
 
 
 def _record(run: RunState, r: int, thetas, seeds, results, seconds: dict[str, float], dt: float) -> None:
