@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluator.base import Evaluator, EvaluatorError, Metrics
+from evaluator.base import Evaluator, EvaluatorError, Metrics, check_per_image
 from generator.dataset import Dataset
 
 
@@ -34,6 +34,7 @@ class NearestCentroidEvaluator(Evaluator):
         self.real = real
 
     def evaluate(self, dataset, fidelity, seed, warm_start=None, *, splits=("val",), progress=None, per_image=()):
+        check_per_image(self, per_image)          # it computes none: any name asked for is refused
         t0 = time.perf_counter()
         n = fidelity.images or len(dataset)
         x, y = _features_and_labels(Dataset(dataset.images[:n], dataset.annotations[:n], list(dataset.categories)))
