@@ -32,12 +32,7 @@ def save_grid(dataset: Dataset, path: str | os.PathLike, *, n: int = 16, title: 
             ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, lw=1.0, ec="yellow"))
             ax.text(x - 0.5, y - 1.0, dataset.categories[ann.category_id - 1], color="black", fontsize=6,
                     va="bottom", bbox={"facecolor": "yellow", "edgecolor": "none", "pad": 0.5, "alpha": 0.8})
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return _save(fig, path, title, fontsize=9, pad=0.3, dpi=110)
 
 
 def save_style_grid(generator, path: str | os.PathLike, *, per_style: int = 12, seed: int = 0,
@@ -62,9 +57,16 @@ def save_style_grid(generator, path: str | os.PathLike, *, per_style: int = 12, 
             axes[r, c].imshow(image, cmap="gray_r", interpolation="nearest")
             axes[r, c].set_axis_off()
         axes[r, 0].set_title(f"{digit} {style}", fontsize=6, loc="left", pad=1)
+    return _save(fig, path, title, fontsize=8, pad=0.2, dpi=90)
+
+
+def _save(fig, path, title: str | None, *, fontsize: int, pad: float, dpi: int) -> str:
+    """Title, lay out, write and close a figure; the path written."""
+    import matplotlib.pyplot as plt
+
     if title:
-        fig.suptitle(title, fontsize=8)
-    fig.tight_layout(pad=0.2)
-    fig.savefig(path, dpi=90)
+        fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout(pad=pad)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return str(path)
