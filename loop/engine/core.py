@@ -60,37 +60,42 @@ class Engine:
 
     # --- the candidates of one round ---------------------------------------------------------
     def evaluate(self, thetas: list[np.ndarray], seeds: list[int], signals: Iterable[str], *,
-                 round_index: int = 0, keep_draws: bool = False) -> list[CandidateResult]:
+                 round_index: int = 0, keep_draws: bool = False, fidelity: Fidelity | None = None,
+                 warm_start: dict | None = None) -> list[CandidateResult]:
         """Render and evaluate ``thetas`` with ``seeds``, computing ``signals`` for each; with
-        ``keep_draws`` each result carries its images' drawn parameter values."""
-        names = sorted(signals)
-        t0 = time.perf_counter()
-        draws = [self.renderer.generator.scene_draws(t, self.settings.images, s) for t, s in zip(thetas, seeds)]
-        datasets = [self.renderer.render_draws(d, s) for d, s in zip(draws, seeds)]
-        t1 = time.perf_counter()
-        classes = tuple(type(self.signals[n]) for n in names)
-        inputs = self.executor.put({n: self.signals[n].task_input() for n in names})
-        jobs = [CandidateJob(self.settings, ds, self.fidelity, s, classes) for ds, s in zip(datasets, seeds)]
-        results = self.executor.run(jobs, self.real_ref, inputs)
-        self.seconds["render"] += t1 - t0
-        self.seconds["evaluate"] += time.perf_counter() - t1
-        for n in names:         # a stateful signal's own training counts itself (Engine.train)
+        ``keep_draws`` each result carries its images' drawn parameter values; ``fidelity`` and
+        ``warm_start`` as in :meth:`train`."""
+        draws, datasets = self.draw_and_render(thetas, seeds)
+        results = self.train(datasets, seeds, signals=signals, fidelity=fidelity, warm_start=warm_start)
+        for n in sorted(signals):   # a stateful signal's own training counts itself (Engine.train)
             self.signals[n].after_round(self, round_index, datasets, results)
         if keep_draws:
             for res, d in zip(results, draws):
                 res.draws = None if res.failed else d
         return results
 
-    # --- a model trained on given images, scored by real val (and TEST) -----------------------
-    def train(self, datasets: list, seeds: list[int], *, fidelity: Fidelity | None = None,
-              splits: tuple[str, ...] = ("val",), warm_start: dict | None = None,
-              keep_weights: bool = False) -> list[CandidateResult]:
-        """The ``score`` signal alone for each dataset (final retrainings, Tune's rungs, oracles)."""
+    def draw_and_render(self, thetas: list[np.ndarray], seeds: list[int]) -> tuple[list[dict], list]:
+        """Each candidate's per-image draws and its rendered dataset."""
         t0 = time.perf_counter()
-        score = (type(self.signals["score"]),)
-        jobs = [CandidateJob(self.settings, ds, fidelity or self.fidelity, s, score, splits=splits,
+        draws = [self.renderer.generator.scene_draws(t, self.settings.images, s) for t, s in zip(thetas, seeds)]
+        datasets = [self.renderer.render_draws(d, s) for d, s in zip(draws, seeds)]
+        self.seconds["render"] += time.perf_counter() - t0
+        return draws, datasets
+
+    # --- models trained on given images, scored by real val (and TEST) -----------------------
+    def train(self, datasets: list, seeds: list[int], *, signals: Iterable[str] = ("score",),
+              fidelity: Fidelity | None = None, splits: tuple[str, ...] = ("val",),
+              warm_start: dict | None = None, keep_weights: bool = False) -> list[CandidateResult]:
+        """One evaluation task per dataset computing ``signals`` (the score alone for final
+        retrainings, Tune's rungs and oracles), at ``fidelity`` (the config's unless given),
+        fine-tuning from ``warm_start`` weights when given."""
+        t0 = time.perf_counter()
+        names = sorted(signals)
+        classes = tuple(type(self.signals[n]) for n in names)
+        inputs = self.executor.put({n: self.signals[n].task_input() for n in names})
+        jobs = [CandidateJob(self.settings, ds, fidelity or self.fidelity, s, classes, splits=splits,
                              warm_start=warm_start, keep_weights=keep_weights) for ds, s in zip(datasets, seeds)]
-        results = self.executor.run(jobs, self.real_ref)
+        results = self.executor.run(jobs, self.real_ref, inputs)
         self.seconds["evaluate"] += time.perf_counter() - t0
         return results
 

@@ -8,6 +8,7 @@ turns any exception into a failed result, so one bad candidate never ends a run.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,7 @@ class CandidateResult:
     failed: str | None = None
     """Why the evaluation failed (an exception in the task, a diverged training); None if it did not."""
     timings: dict[str, float] = field(default_factory=dict)
-    """Wall-clock seconds (train_seconds): kept apart from ``extras``, which a seed determines."""
+    """Seconds (train_seconds of wall clock, cpu_seconds of the task's process): kept apart from ``extras``, which a seed determines."""
     draws: dict[str, np.ndarray] | None = None
     """The images' drawn parameter values, set by the engine in the driver when asked for."""
 
@@ -82,10 +83,12 @@ def evaluate_job(job: CandidateJob, real: RealSplits, inputs: dict[str, Any] | N
 def evaluate_or_fail(job: CandidateJob, real: RealSplits, inputs: dict[str, Any] | None = None) -> CandidateResult:
     """:func:`evaluate_job`, but a failure is a result: the runner records it and goes on, and
     the controller skips the candidate (a NaN score)."""
+    cpu0 = time.process_time()
     try:
         res = evaluate_job(job, real, inputs)
     except Exception as e:   # noqa: BLE001 - any failure inside one candidate's evaluation
         return CandidateResult(score=math.nan, failed=failure_line(e))
+    res.timings["cpu_seconds"] = time.process_time() - cpu0
     if "score" in job.names and not math.isfinite(res.score):
         res.failed = f"the real-val score is {res.score} (training diverged?)"
         res.score = math.nan
