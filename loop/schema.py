@@ -74,6 +74,10 @@ class EvaluatorSettings(_Table):
     images: int = Field(400, ge=1, description="synthetic images per candidate")
     steps: int = Field(300, ge=1, description="training steps per candidate")
     batch_size: int = Field(32, ge=1, description="images per training step")
+    warm_steps: int = Field(0, ge=0, description="0: every candidate trains `steps` steps from scratch; K: it "
+                                                 "fine-tunes K steps from a checkpoint shared by the round")
+    warm_anchor: Literal["config", "round"] = Field("config", description="the θ the warm checkpoint trains on: the "
+                                                                          "config's (one per run) or each round's mean")
     threads: int = Field(1, ge=1, description="torch threads per evaluation task")
     num_cpus: float = _number(1.0, 0.0, "Ray CPUs per evaluation task")
     num_gpus: float = _number(0.0, 0.0, "Ray GPUs per evaluation task (device 'auto' then uses CUDA)")

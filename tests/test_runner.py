@@ -38,9 +38,12 @@ def test_run_writes_the_run_directory(real_dir, tmp_path):
         run_loop(cfg, rd, log=lambda m: None)
 
 
-@pytest.mark.parametrize("optimizer", ["reinforce", "metasim", "vadra", "credit"])
-def test_killed_and_resumed_run_matches_an_uninterrupted_one(real_dir, tmp_path, optimizer):
-    cfg = load_config(SMOKE, tiny(real_dir, f'loop.optimizer="{optimizer}"'))
+@pytest.mark.parametrize("optimizer, extra", [
+    ("reinforce", ()), ("metasim", ()), ("vadra", ()), ("credit", ()),
+    ("reinforce", ("evaluator.warm_steps=2", 'evaluator.warm_anchor="round"')),
+    ("credit", ("evaluator.warm_steps=2", 'evaluator.warm_anchor="config"'))])
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(real_dir, tmp_path, optimizer, extra):
+    cfg = load_config(SMOKE, tiny(real_dir, f'loop.optimizer="{optimizer}"', *extra))
     whole = run_loop(cfg, tmp_path / "whole", log=lambda m: None)
     assert run_loop(cfg, tmp_path / "cut", stop_after_round=2, log=lambda m: None) == {"stopped_after_round": 2}
     # a round half-written when the process died is dropped on resume

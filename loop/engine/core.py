@@ -23,6 +23,7 @@ from ..signals.base import Signal, signal_classes
 from .evaluators import check_evaluator, fidelity
 from .executor import Executor
 from .jobs import CandidateJob, CandidateResult
+from .warm import WarmStart
 
 
 def round_seeds(run_seed: int, round_index: int, thetas: list[np.ndarray]) -> list[int]:
@@ -55,6 +56,8 @@ class Engine:
         self.executor = Executor(use_ray=use_ray, num_cpus=self.settings.num_cpus, num_gpus=self.settings.num_gpus)
         self.real_ref = self.executor.put(real)
         self.fidelity: Fidelity = fidelity(self.settings)
+        self.warm = (WarmStart(self, anchor=self.settings.warm_anchor, steps=self.settings.warm_steps, seed=cfg.seed)
+                     if self.settings.warm_steps else None)
         self.seconds = {"render": 0.0, "evaluate": 0.0}
         """Seconds spent rendering and evaluating so far (the runner's timing)."""
 
@@ -64,7 +67,10 @@ class Engine:
                  warm_start: dict | None = None) -> list[CandidateResult]:
         """Render and evaluate ``thetas`` with ``seeds``, computing ``signals`` for each; with
         ``keep_draws`` each result carries its images' drawn parameter values; ``fidelity`` and
-        ``warm_start`` as in :meth:`train`."""
+        ``warm_start`` as in :meth:`train` (unset with ``evaluator.warm_steps``: the round's shared
+        checkpoint, :mod:`loop.engine.warm`)."""
+        if warm_start is None and self.warm is not None:
+            warm_start, fidelity = self.warm.weights(self, thetas, round_index), fidelity or self.warm.fidelity
         draws, datasets = self.draw_and_render(thetas, seeds)
         results = self.train(datasets, seeds, signals=signals, fidelity=fidelity, warm_start=warm_start)
         for n in sorted(signals):   # a stateful signal's own training counts itself (Engine.train)

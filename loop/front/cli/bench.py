@@ -1,4 +1,4 @@
-"""`dropt bench render|evaluator|loop`: benchmarks that print their figures."""
+"""`dropt bench render|evaluator|loop|signal`: benchmarks that print their figures."""
 
 from __future__ import annotations
 
@@ -57,6 +57,45 @@ def _bench_loop_parser(bsub) -> None:
     add_json(b, "a table")
 
 
+def _bench_signal_parser(bsub) -> None:
+    b = bsub.add_parser("signal", help="evidence per CPU-second on the shapes target: the paired SNR of an ideal step "
+                                       "and gradient cosines with the true direction, from scratch and warm-started")
+    b.add_argument("--config", default="experiments/shapes/default.toml",
+                   help="a config with evaluator.target_config (default experiments/shapes/default.toml)")
+    b.add_argument("--images", type=positive_int, default=300, help="images per candidate (default 300)")
+    b.add_argument("--steps", type=positive_int, default=150, help="training steps from scratch (default 150)")
+    b.add_argument("--seeds", type=positive_int, default=6, help="training seeds (default 6)")
+    b.add_argument("--warm-steps", default="25,50,100",
+                   help="comma-separated fine-tune budgets of the warm-started modes ('' for none; default 25,50,100)")
+    b.add_argument("--pairs", type=positive_int, default=4, help="antithetic pairs per seed (default 4)")
+    b.add_argument("--workers", type=positive_int, default=2, help="evaluation processes (default 2)")
+    b.add_argument("--out", default="out/bench-signal", help="raw measurements, reused by seed (default out/bench-signal)")
+    add_json(b, "a table")
+
+
+def _bench_signal(args) -> int:
+    from ...bench.signal import SignalPlan, bench_signal, format_table
+
+    try:
+        warm = tuple(int(x) for x in args.warm_steps.split(",") if x.strip())
+        if any(k < 1 for k in warm):
+            raise ValueError
+    except ValueError:
+        print(f"dropt bench signal: error: --warm-steps: expected comma-separated positive integers, "
+              f"got {args.warm_steps!r}", file=sys.stderr)
+        return EXIT_USAGE
+    plan = SignalPlan(config=args.config, images=args.images, steps=args.steps, seeds=args.seeds, warm_steps=warm,
+                      pairs=args.pairs, workers=args.workers, out=Path(args.out))
+    try:
+        res = bench_signal(plan, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except (RuntimeError, ValueError) as e:
+        print(f"dropt bench signal: error: {e}", file=sys.stderr)
+        return 1
+    (plan.out / "result.json").write_text(json.dumps(res, indent=1))
+    print(json.dumps(res) if args.json else format_table(res))
+    return 0
+
+
 def _bench_loop(args) -> int:
     from ...bench.loop import (DEFAULT_CONTROLLERS, FULL_CONTROLLERS, QUICK_CONTROLLERS, SUFFIX, Plan, bench_loop,
                              format_table)
@@ -91,6 +130,8 @@ def _bench_loop(args) -> int:
 def cmd_bench(args) -> int:
     if args.bench == "loop":
         return _bench_loop(args)
+    if args.bench == "signal":
+        return _bench_signal(args)
     if args.bench == "evaluator":
         from ...bench.evaluator import bench_evaluator
 
@@ -136,7 +177,7 @@ def cmd_bench(args) -> int:
 def add(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks that print their figures")
     bsub = bench.add_subparsers(dest="bench", required=True, parser_class=Parser)
-    for add_one in (_bench_render_parser, _bench_evaluator_parser, _bench_loop_parser):
+    for add_one in (_bench_render_parser, _bench_evaluator_parser, _bench_loop_parser, _bench_signal_parser):
         add_one(bsub)
 
 
