@@ -1,6 +1,7 @@
 """``dropt bench signal``: how much evidence one search evaluation gives, per CPU-second.
 
-On the shapes target, whose θ is known, over several training seeds (each seed one round of
+On a target whose θ is known (the hidden shapes target; or a θ known to be better, such as a
+finished run's selection on the real digits), over several training seeds (each seed one round of
 common random numbers: every candidate renders the same per-image seeds and trains with the
 same seed), for each evaluation mode — from scratch (what the loop does today) and fine-tuned
 K steps from a checkpoint trained on the config θ's images (rendered with other seeds) — it
@@ -38,6 +39,7 @@ from generator.base import derive_seed
 from ..config import load_config
 from ..controllers._common import Box, score_function_grad
 from ..engine import Engine, load_real
+from ..errors import RunFailure, UsageError
 from ..engine.render_pool import RenderPool, ensure_ray
 from .loop import interval
 
@@ -48,8 +50,15 @@ SEED_KEY, EPS_KEY, CHECKPOINT_KEY = 0x516, 0xE95, 0xC4E
 @dataclass(frozen=True)
 class SignalPlan:
     config: str = CONFIG
-    images: int = 300
-    steps: int = 150
+    sets: tuple[str, ...] = ()
+    """``--set`` overrides of the config."""
+    images: int | None = None
+    """Images per candidate (None: the config's)."""
+    steps: int | None = None
+    """Training steps from scratch (None: the config's)."""
+    toward: str | None = None
+    """A run's ``best.json`` whose θ is the known-better direction (None: the config's
+    ``evaluator.target_config``, a hidden target's own θ)."""
     seeds: int = 6
     """Training seeds (one round of common random numbers each)."""
     warm_steps: tuple[int, ...] = (25, 50, 100)
@@ -67,7 +76,7 @@ class SignalPlan:
         """What the raw measurements depend on (a rerun reuses finished seeds of the same key)."""
         d = asdict(self)
         d.pop("out"), d.pop("seeds"), d.pop("workers")
-        d["warm_steps"] = list(self.warm_steps)
+        d["warm_steps"], d["sets"] = list(self.warm_steps), list(self.sets)
         return d
 
 
@@ -86,18 +95,31 @@ class Setup:
 
 
 def _setup(plan: SignalPlan) -> Setup:
-    cfg = load_config(plan.config, [f"evaluator.images={plan.images}", f"evaluator.steps={plan.steps}"])
-    if cfg.evaluator.target_config is None:
-        raise ValueError(f"{plan.config}: expected a config with evaluator.target_config (a known target θ), got none")
+    sets = [f"evaluator.{k}={v}" for k, v in (("images", plan.images), ("steps", plan.steps)) if v is not None]
+    cfg = load_config(plan.config, [*plan.sets, *sets])
+    space = cfg.build_generator().space
+    target = _toward(plan, cfg, space)
     ensure_ray(num_cpus=plan.workers)
     pool = RenderPool(cfg, workers=0)
     real = load_real(cfg, categories=pool.generator.categories)
     engine = Engine(cfg, pool, real, {"score", "credit"}, use_ray=True)
-    space = pool.generator.space
-    target = load_config(cfg.evaluator.target_config).build_generator().space
     box = Box(space)
-    u0, ut = box.to_unit(space.clip(space.to_vector())), box.to_unit(space.clip(target.to_vector()))
-    return Setup(engine, pool, box, u0, ut, cfg.seed)
+    return Setup(engine, pool, box, box.to_unit(space.clip(space.to_vector())), box.to_unit(space.clip(target)), cfg.seed)
+
+
+def _toward(plan: SignalPlan, cfg, space) -> np.ndarray:
+    """The known-better θ: a run's selected θ (``--toward best.json``) or the hidden target's own."""
+    if plan.toward is not None:
+        try:
+            theta = json.loads(Path(plan.toward).read_text())["theta"]
+            return np.array([float(theta[n]) for n in space.theta_names()])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"--toward: expected a run's best.json with this config's θ, got {plan.toward} "
+                             f"({type(e).__name__}: {e})") from None
+    if cfg.evaluator.target_config is None:
+        raise UsageError(f"{plan.config}: expected evaluator.target_config (a hidden target's θ) or --toward "
+                         f"BEST_JSON, got neither")
+    return load_config(cfg.evaluator.target_config).build_generator().space.to_vector()
 
 
 def ideal_step(u0: np.ndarray, ut: np.ndarray, size: float) -> np.ndarray:
@@ -132,7 +154,7 @@ def _credit_direction(s: Setup, theta: np.ndarray, draws: dict, credit: np.ndarr
 def _scored(s: Setup, results, thetas, draws) -> dict[str, Any]:
     failed = [r.failed for r in results if r.failed]
     if failed:
-        raise RuntimeError(f"an evaluation failed: {failed[0]}")
+        raise RunFailure(f"an evaluation failed: {failed[0]}")
     return {"scores": [r.score for r in results], "cpu": [_cpu(r) for r in results],
             "credit": _credit_direction(s, thetas[0], draws[0], results[0].per_image["credit"])}
 
@@ -207,7 +229,7 @@ def surrogate(rows: list[dict], mode: str, plan: SignalPlan) -> np.ndarray:
 def analyse(rows: list[dict], plan: SignalPlan, true_dir: np.ndarray) -> dict[str, Any]:
     out: dict[str, Any] = {"seeds": len(rows), "dim": len(true_dir), "random_cosine_sd": 1 / math.sqrt(len(true_dir)),
                            "modes": {}}
-    one_round = max(plan.round_size // 2, 1)
+    one_round = min(max(plan.round_size // 2, 1), plan.pairs)
     for mode in rows[0]["modes"]:
         per = [r["modes"][mode] for r in rows]
         gains = np.asarray([p["scores"][1] - p["scores"][0] for p in per])
@@ -251,8 +273,9 @@ def bench_signal(plan: SignalPlan, *, log: Callable[[str], None] = print) -> dic
     path = plan.out / "raw.json"
     rows = [r for r in _load_raw(path, plan) if r["seed"] < plan.seeds]
     learned = np.abs(s.ut - s.u0) > 1e-9
-    log(f"{s.space.dim} learned entries; the target's θ differs in {int(learned.sum())}; {plan.seeds} training seeds "
-        f"at {plan.images} images / {plan.steps} steps ({len(rows)} measured before)")
+    fid = s.engine.fidelity
+    log(f"{s.space.dim} learned entries; the known-better θ differs in {int(learned.sum())}; {plan.seeds} training "
+        f"seeds at {fid.images} images / {fid.steps} steps ({len(rows)} measured before)")
     t0 = time.perf_counter()
     try:
         for i in range(len(rows), plan.seeds):
@@ -262,14 +285,16 @@ def bench_signal(plan: SignalPlan, *, log: Callable[[str], None] = print) -> dic
     finally:
         s.pool.close()
     res = analyse(rows, plan, s.ut - s.u0)
-    res.update(plan=plan.key(), wall_seconds=time.perf_counter() - t0)
+    fid = s.engine.fidelity
+    res.update(plan=plan.key(), images=fid.images, steps=fid.steps, wall_seconds=time.perf_counter() - t0)
     return res
 
 
 def format_table(res: dict[str, Any]) -> str:
     p = res["plan"]
-    lines = [f"shapes target, {p['images']} images / {p['steps']} steps, {res['seeds']} training seeds; ideal step "
-             f"{p['step']:g} of the unit box; checkpoint shared by {p['round_size']} candidates",
+    towards = f"towards {p['toward']}" if p["toward"] else "towards the hidden target's θ"
+    lines = [f"{p['config']}, {res['images']} images / {res['steps']} steps, {res['seeds']} training seeds; ideal step "
+             f"{p['step']:g} of the unit box {towards}; checkpoint shared by {p['round_size']} candidates",
              f"{'mode':<10} {'val (config θ)':>16} {'gain of the step':>18} {'SNR [95 % boot]':>20} {'CPU-s':>6} "
              f"{'SNR/CPU-s':>9} {'SNR²/CPU-s':>10}"]
     for mode, m in res["modes"].items():
