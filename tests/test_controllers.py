@@ -24,6 +24,15 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # Conformance: one subclass per registered controller
 # --------------------------------------------------------------------------------------------
 
+class TestSurrogate(ControllerConformance):
+    controller_name = "surrogate"
+
+
+class TestSurrogateGuided(ControllerConformance):
+    controller_name = "surrogate"
+    options = {"guide": 2, "window": 3}
+
+
 class TestRandom(ControllerConformance):
     controller_name = "random"
 
@@ -442,3 +451,52 @@ def test_adam_warmup_ramps_the_first_steps():
     plain, ramped = Adam(2, 0.1), Adam(2, 0.1, warmup=4)
     np.testing.assert_allclose(plain.step(g), [0.1, -0.1], rtol=1e-6)
     assert np.allclose([ramped.step(g)[0] for _ in range(5)], [0.025, 0.05, 0.075, 0.1, 0.1], rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# The surrogate controller: a ridge slope over rounds, guided-ES perturbations
+# --------------------------------------------------------------------------------------------
+
+def test_surrogate_slope_removes_round_offsets_and_pools_rounds():
+    from loop.controllers.surrogate import fit_slope
+
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal(6)
+    rounds = []
+    for r in range(40):                  # each round its own offset (common random numbers)
+        u = 0.5 + 0.05 * rng.standard_normal((4, 6))
+        rounds.append({"u": u.tolist(), "scores": (100.0 * r + u @ g).tolist()})
+    slope = fit_slope(rounds, 0.05)
+    assert slope @ g / (np.linalg.norm(slope) * np.linalg.norm(g)) > 0.95
+    rounds[0]["scores"][1] = math.nan     # a failed candidate is left out, the rest still counts
+    assert fit_slope(rounds, 0.05) is not None
+    assert fit_slope([{"u": [[0.5] * 6], "scores": [1.0]}], 0.05) is None   # no round with two scores
+
+
+def test_the_surrogate_over_one_round_steps_as_reinforce_does():
+    """Reinforce's mean step from antithetic pairs is Σ (s₊ − s₋) ε up to scale; so is the slope of
+    one round, wherever no candidate was clipped into the box (reinforce reads the unclipped draw)."""
+    obj = objective()
+    a = make_controller("surrogate", obj.space, seed=3, window=1)
+    b = make_controller("reinforce", obj.space, seed=3, learn_sigma=False)
+    thetas = a.propose(4)
+    np.testing.assert_allclose(np.asarray(thetas), np.asarray(b.propose(4)), atol=1e-12)
+    feedback = [obj.evaluate(t, eval_rng(3, 0, i)) for i, t in enumerate(thetas)]
+    a.update(thetas, feedback), b.update(thetas, feedback)
+    lo, hi = obj.space.bounds()
+    inside = np.all((np.asarray(thetas) > lo) & (np.asarray(thetas) < hi), axis=0)
+    assert inside.sum() >= 3
+    np.testing.assert_allclose(a.current()[inside], b.current()[inside], atol=1e-9)
+
+
+def test_guided_perturbations_concentrate_on_the_recent_slopes():
+    space = toy_space()
+    c = make_controller("surrogate", space, seed=0, guide=1, alpha=0.2)
+    direction = np.zeros(space.dim)
+    direction[0] = 1.0
+    c.slopes = [direction.tolist()]
+    eps = c._perturbations(4000)
+    share = np.mean(eps[:, 0] ** 2) / np.mean(np.sum(eps ** 2, axis=1))
+    # variance α + (1 − α)·d along the slope, α elsewhere: a share (α + (1 − α)d) / d of the total
+    assert share == pytest.approx((0.2 + 0.8 * space.dim) / space.dim, rel=0.1)
+    assert np.mean(np.sum(eps ** 2, axis=1)) == pytest.approx(space.dim, rel=0.1)

@@ -16,8 +16,9 @@ measures:
   n evaluations of c CPU-seconds give SNR·√n);
 - every gradient estimate's cosine with the true direction u_target − u_config on the learned
   entries (a random direction gives about ±1/√d): antithetic pairs of one round (``round_size``
-  candidates), all the pairs of a seed, a ridge surrogate fitted to every evaluation of every
-  seed (each seed's offset removed: a controller that reuses all its past evaluations), and the
+  candidates), all the pairs of a seed, the ``surrogate`` controller's linear slope fitted to
+  every evaluation of every seed (each seed's offset removed: a controller that reuses all its
+  past evaluations), and the
   per-image TracIn credit of the config θ's evaluation through the score-function estimator the
   credit controller uses.
 """
@@ -210,20 +211,18 @@ def antithetic(scores: list[float], eps: np.ndarray, sigma: float, pairs: int) -
 
 
 def surrogate(rows: list[dict], mode: str, plan: SignalPlan) -> np.ndarray:
-    """A ridge fit of score on u − u0 over every evaluation of every seed but the ideal step's,
-    each seed's mean removed (its own common-random-numbers offset); the regularisation chosen
-    by leave-one-out (scikit-learn's RidgeCV)."""
-    from sklearn.linear_model import RidgeCV
+    """The ``surrogate`` controller's slope (:func:`loop.controllers.surrogate.fit_slope`) fitted to
+    every evaluation of every seed but the ideal step's, each seed one round (its own
+    common-random-numbers offset removed)."""
+    from ..controllers.surrogate import fit_slope
 
-    xs, ys = [], []
+    rounds = []
     for r in rows:
         eps = np.asarray(r["eps"])
-        x = np.vstack([np.zeros(eps.shape[1])] + [v for e in eps for v in (plan.sigma * e, -plan.sigma * e)])
+        u = np.vstack([np.zeros(eps.shape[1])] + [v for e in eps for v in (plan.sigma * e, -plan.sigma * e)])
         sc = r["modes"][mode]["scores"]
-        y = np.asarray([sc[0]] + sc[2:2 + 2 * plan.pairs])
-        xs.append(x - x.mean(0)), ys.append(y - y.mean())
-    fit = RidgeCV(alphas=np.logspace(-5, 1, 13), fit_intercept=False).fit(np.vstack(xs), np.concatenate(ys))
-    return fit.coef_
+        rounds.append({"u": u, "scores": [sc[0]] + sc[2:2 + 2 * plan.pairs]})
+    return fit_slope(rounds, plan.sigma)
 
 
 def analyse(rows: list[dict], plan: SignalPlan, true_dir: np.ndarray) -> dict[str, Any]:
@@ -251,7 +250,7 @@ def analyse(rows: list[dict], plan: SignalPlan, true_dir: np.ndarray) -> dict[st
             "snr": ratio, "snr_interval": bootstrap(gains, snr), "cpu_seconds": cpu,
             "snr_per_cpu_second": ratio / cpu, "snr2_per_cpu_second": ratio ** 2 / cpu,
             "cosines": {k: interval(v) for k, v in cos.items()},
-            f"surrogate, ridge over all {len(rows)} seeds' evaluations": cosine(surrogate(rows, mode, plan), true_dir),
+            f"surrogate, all {len(rows)} seeds' evaluations": cosine(surrogate(rows, mode, plan), true_dir),
             "surrogate, leave one seed out": interval(loo),
         }
     return out
@@ -307,7 +306,7 @@ def format_table(res: dict[str, Any]) -> str:
         lines.append(f"  {mode}")
         for name, (mean, half) in m["cosines"].items():
             lines.append(f"    {name:<40} {mean:+.3f} ± {half:.3f}")
-        key = next(k for k in m if k.startswith("surrogate, ridge"))
+        key = next(k for k in m if k.startswith("surrogate, all"))
         loo = m["surrogate, leave one seed out"]
         lines.append(f"    {key:<40} {m[key]:+.3f} (leave one seed out {loo[0]:+.3f} ± {loo[1]:.3f})")
     return "\n".join(lines)

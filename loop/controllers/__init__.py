@@ -21,6 +21,7 @@ credit               per-image TracIn credit, score-function ascent      credit,
 adr                  automatic domain randomization (range growth)       score
 attribute-descent    greedy coordinate search over attribute means       score
 optuna               Optuna ask/tell: TPE, CMA-ES or GP                  score
+surrogate            linear slope over recent rounds, guided ES          score
 ==================== =================================================== =====================
 
 Every registered controller passes :class:`loop.controllers.testing.ControllerConformance`.
