@@ -80,6 +80,11 @@ CONTROLLERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "prior": ("random", ("loop.options.widen=false", "loop.budget=1", "loop.candidates=1")),
     "random": ("random", ()),
     "reinforce": ("reinforce", ()),
+    # warm-started evaluations (``dropt bench signal``: a 100-step fine-tune from the config θ's
+    # checkpoint has ~10× the SNR per CPU-second of a training from scratch); 26 rounds of 4 take
+    # the wall time of the scratch runs' 20
+    "reinforce-warm": ("reinforce", ("evaluator.warm_steps=100", 'evaluator.warm_anchor="config"', "loop.budget=26")),
+    "surrogate-warm": ("surrogate", ("evaluator.warm_steps=100", 'evaluator.warm_anchor="config"', "loop.budget=26")),
     "credit": ("credit", ()),
     "descent": ("attribute-descent", ()),
     "tpe": ("optuna", ('loop.options.sampler="tpe"',)),
