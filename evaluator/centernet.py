@@ -129,22 +129,36 @@ def detection_loss(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], tar
     return focal_loss(heat, targets["heatmap"]) + 0.1 * size_loss + off_loss
 
 
-def detection_losses(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: dict[str, torch.Tensor]
-                     ) -> torch.Tensor:
-    """:func:`detection_loss` of each image on its own, shape (N,): image i's loss depends on
-    image i's outputs only (per-image credit needs that)."""
+def _per_image_parts(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: dict[str, torch.Tensor]
+                     ) -> tuple[torch.Tensor, ...]:
+    """Per image (N,): the focal sum, the positive pixels, the weighted size + offset L1 sum, the objects."""
     heat, size, offset = outputs
     n = heat.shape[0]
     mask = targets["mask"].unsqueeze(-1)
-    n_obj = mask.reshape(n, -1).sum(1).clamp(min=1.0)
+    n_obj = mask.reshape(n, -1).sum(1)
     size_l = (F.l1_loss(_gather(size, targets["index"]), targets["size"], reduction="none") * mask).reshape(n, -1).sum(1)
     off_l = (F.l1_loss(_gather(offset, targets["index"]), targets["offset"], reduction="none") * mask).reshape(n, -1).sum(1)
     p = torch.sigmoid(heat).clamp(1e-4, 1 - 1e-4)
     target = targets["heatmap"]
     pos = target.eq(1).float()
     focal = -(torch.log(p) * (1 - p).pow(2) * pos + torch.log(1 - p) * p.pow(2) * (1 - target).pow(4) * (1 - pos))
-    n_pos = pos.reshape(n, -1).sum(1).clamp(min=1.0)
-    return focal.reshape(n, -1).sum(1) / n_pos + (0.1 * size_l + off_l) / n_obj
+    return focal.reshape(n, -1).sum(1), pos.reshape(n, -1).sum(1), 0.1 * size_l + off_l, n_obj
+
+
+def detection_losses(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: dict[str, torch.Tensor]
+                     ) -> torch.Tensor:
+    """:func:`detection_loss` of each image on its own, shape (N,): image i's loss depends on
+    image i's outputs only (per-image credit needs that)."""
+    focal, n_pos, box, n_obj = _per_image_parts(outputs, targets)
+    return focal / n_pos.clamp(min=1.0) + box / n_obj.clamp(min=1.0)
+
+
+def detection_loss_terms(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: dict[str, torch.Tensor]
+                         ) -> torch.Tensor:
+    """Each image's share of :func:`detection_loss`, shape (N,): the shares sum to the batch's
+    loss (its object counts, the normalisers, shared). Weighting them is weighting the images."""
+    focal, n_pos, box, n_obj = _per_image_parts(outputs, targets)
+    return focal / n_pos.sum().clamp(min=1.0) + box / n_obj.sum().clamp(min=1.0)
 
 
 @torch.no_grad()

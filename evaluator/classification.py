@@ -15,6 +15,7 @@ from generator.dataset import Dataset
 
 from .base import Evaluator, EvaluatorError, Fidelity, Metrics, ProgressFn, check_per_image, check_splits
 from .credit import checkpoint_steps, tracin_credit
+from .metagrad import check_weights, train_unrolled
 from .real import RealSplits, class_labels
 from .training import build_seeded, fit, load_warm_start, resolve_device, state_dict_cpu, torch_threads
 
@@ -46,7 +47,7 @@ class ClassificationEvaluator(Evaluator):
 
     score_name = "accuracy"
     higher_is_better = True
-    per_image_outputs = frozenset({"credit"})
+    per_image_outputs = frozenset({"credit", "metagrad"})
 
     def __init__(self, real: RealSplits, *, value_max: float | None = None, device: str = "auto",
                  threads: int | None = None, width: int = 32, lr: float = 2e-3, weight_decay: float = 1e-3,
@@ -74,7 +75,9 @@ class ClassificationEvaluator(Evaluator):
 
     def evaluate(self, dataset: Dataset, fidelity: Fidelity, seed: int, warm_start: dict | None = None, *,
                  splits: Sequence[str] = ("val",), progress: ProgressFn | None = None,
-                 per_image: Sequence[str] = ()) -> Metrics:
+                 per_image: Sequence[str] = (), image_weights: np.ndarray | None = None) -> Metrics:
+        """``image_weights`` (one per training image, after ``fidelity.images``) scales each image's
+        loss term; the run then also reports its differentiable real-val loss (``val_loss``)."""
         splits = check_splits(splits)
         per_image = check_per_image(self, per_image)
         if len(dataset) == 0:
@@ -93,30 +96,9 @@ class ClassificationEvaluator(Evaluator):
         with torch_threads(self.threads):
             model = self.new_model(seed)
             load_warm_start(model, warm_start)
-
-            def step_loss(idx: np.ndarray) -> torch.Tensor:
-                sel = torch.from_numpy(idx).to(self.device)
-                return F.cross_entropy(model(x[sel]), y[sel])
-
             t_prep = time.perf_counter() - t0
-            credit = np.zeros(len(dataset))
-            if "credit" in per_image:      # the real val set as tensors, only when credit is measured
-                x_val = _to_input(self.real.val.stacked_images(), self.value_max).to(self.device)
-                y_val = torch.from_numpy(self.val_labels).to(self.device)
-
-            def add_credit(step: int, step_lr: float) -> None:
-                credit[:] += tracin_credit(
-                    model, [model.classifier[-1]],
-                    lambda idx: F.cross_entropy(model(x[torch.from_numpy(idx)]), y[torch.from_numpy(idx)],
-                                                reduction="none"),
-                    lambda: F.cross_entropy(model(x_val), y_val), len(dataset), lr=step_lr,
-                    normalize=self.credit_normalize)
-
-            checkpoints = (checkpoint_steps(fidelity.steps, self.credit_checkpoints), add_credit) \
-                if "credit" in per_image else None
-            curve, t_train = fit(model, step_loss, n_items=len(dataset), steps=fidelity.steps,
-                                 batch_size=fidelity.batch_size, seed=seed, lr=self.lr,
-                                 weight_decay=self.weight_decay, progress=progress, checkpoints=checkpoints)
+            curve, t_train, outputs, unrolled = self._train(model, x, y, fidelity, seed, per_image, progress,
+                                                            image_weights)
             t1 = time.perf_counter()
             extras: dict[str, float] = {}
             for split in splits:
@@ -124,12 +106,54 @@ class ClassificationEvaluator(Evaluator):
                 pred = self.predict(model, real.stacked_images())
                 labels = self.val_labels if split == "val" else self.test_labels
                 extras[f"{split}_accuracy"] = float((pred == labels).mean())
+        extras.update(unrolled)
         extras["train_images"] = float(len(dataset))
         extras["final_loss"] = curve[-1]
         return Metrics(score=extras.get("val_accuracy", float("nan")), extras=extras, loss_curve=curve,
                        timings={"prepare": t_prep, "train": t_train, "score": time.perf_counter() - t1,
                                 "total": time.perf_counter() - t0},
-                       weights=state_dict_cpu(model), per_image={"credit": credit} if "credit" in per_image else {})
+                       weights=state_dict_cpu(model), per_image=outputs)
+
+    def _train(self, model: SmallCNN, x: torch.Tensor, y: torch.Tensor, fidelity: Fidelity, seed: int,
+               per_image: Sequence[str], progress: ProgressFn | None,
+               image_weights: np.ndarray | None) -> tuple[list[float], float, dict, dict]:
+        """One training run; (loss curve, seconds, the per-image outputs asked for, the unrolled run's val_loss)."""
+        kw = dict(n_items=len(x), steps=fidelity.steps, batch_size=fidelity.batch_size, seed=seed, lr=self.lr,
+                  weight_decay=self.weight_decay)
+        if per_image or image_weights is not None:      # the real val set as tensors, only when needed
+            x_val = _to_input(self.real.val.stacked_images(), self.value_max).to(self.device)
+            y_val = torch.from_numpy(self.val_labels).to(self.device)
+        if "metagrad" in per_image or image_weights is not None:
+            if "credit" in per_image:
+                raise EvaluatorError("per_image: expected 'credit' or 'metagrad' (or image_weights), got both "
+                                     "(each is its own training run)")
+
+            def terms(forward, idx: np.ndarray, step: int) -> torch.Tensor:
+                sel = torch.from_numpy(idx).to(self.device)
+                return F.cross_entropy(forward(x[sel]), y[sel], reduction="none") / len(idx)
+
+            signal, val_loss, curve, t_train = train_unrolled(
+                model, terms, lambda forward: F.cross_entropy(forward(x_val), y_val),
+                weights=check_weights(image_weights, len(x)), metagradient="metagrad" in per_image, **kw)
+            return curve, t_train, {} if signal is None else {"metagrad": signal}, {"val_loss": val_loss}
+
+        def step_loss(idx: np.ndarray) -> torch.Tensor:
+            sel = torch.from_numpy(idx).to(self.device)
+            return F.cross_entropy(model(x[sel]), y[sel])
+
+        credit = np.zeros(len(x))
+
+        def add_credit(step: int, step_lr: float) -> None:
+            credit[:] += tracin_credit(
+                model, [model.classifier[-1]],
+                lambda idx: F.cross_entropy(model(x[torch.from_numpy(idx)]), y[torch.from_numpy(idx)],
+                                            reduction="none"),
+                lambda: F.cross_entropy(model(x_val), y_val), len(x), lr=step_lr, normalize=self.credit_normalize)
+
+        checkpoints = (checkpoint_steps(fidelity.steps, self.credit_checkpoints), add_credit) \
+            if "credit" in per_image else None
+        curve, t_train = fit(model, step_loss, progress=progress, checkpoints=checkpoints, **kw)
+        return curve, t_train, {"credit": credit} if "credit" in per_image else {}, {}
 
     @torch.no_grad()
     def sample_losses(self, dataset: Dataset, weights: dict | None, seed: int = 0) -> np.ndarray:
