@@ -137,3 +137,15 @@ def test_a_finished_run_is_reused_only_when_it_is_the_same_run(tmp_path):
     write_run(quick, "digits", "prior", 1, run_overrides(plan, "digits", "prior", 1))
     with pytest.raises(ConfigError, match="expected a run of this benchmark's quick scale"):
         run_one(quick, "digits", "prior", 1, log=print)
+
+
+def test_warm_rows_run_the_rounds_their_wall_time_buys():
+    from loop.bench.loop import TASKS, WARM_ROWS, Plan
+
+    plan = Plan(tasks=("shapes",), controllers=("reinforce",), seeds=(0,), scale="full", out=Path("x"))
+    for task in ("shapes", "digits"):
+        rounds, factor = TASKS[task].rounds("full"), TASKS[task].warm_rounds
+        for row in WARM_ROWS:
+            budgets = [s for s in plan.overrides(task, row) if s.startswith("loop.budget=")]
+            assert budgets[-1] == f"loop.budget={math.ceil(rounds * factor)}"      # the last --set wins
+        assert [s for s in plan.overrides(task, "reinforce") if s.startswith("loop.budget=")] == [f"loop.budget={rounds}"]

@@ -52,13 +52,18 @@ def test_bench_signal_at_tiny_size_is_deterministic_and_reuses_finished_seeds(sm
     b = bench_signal(SignalPlan(seeds=2, out=tmp_path / "b", **plan), log=lambda m: None)
     raw = lambda d: json.loads((d / "raw.json").read_text())["rows"]  # noqa: E731
     strip = lambda rows: [{**r, "render_cpu": 0, "checkpoint_cpu": 0,  # noqa: E731
-                           "modes": {m: {k: v for k, v in x.items() if k != "cpu"} for m, x in r["modes"].items()}}
+                           "modes": {m: {k: v for k, v in x.items() if k not in ("cpu", "metagrad_cpu")}
+                                     for m, x in r["modes"].items()}}
                           for r in rows]
     assert strip(raw(tmp_path / "a")) == strip(raw(tmp_path / "b"))
     assert set(a["modes"]) == {"scratch", "warm 2"} and a["dim"] > 0
     for m in a["modes"].values():
         assert m["cpu_seconds"] > 0
         assert all(-1 <= mean <= 1 for mean, _ in m["cosines"].values())
+        assert "metagrad (exact), one evaluation" in m["cosines"]
+    for mode in ("scratch", "warm 2"):     # the drop check, from scratch and at the largest warm budget
+        assert set(a["modes"][mode]["drop_correlation"]) == {"credit (TracIn)", "metagrad (exact)"}
+        assert all(len(r["drops"][mode]["actual"]) == 6 for r in raw(tmp_path / "a"))
     # a rerun with more seeds measures only the new one; the CLI prints the table
     out = tmp_path / "a"
     argv = ["bench", "signal", str(SMOKE), "--seeds", "3", "--images", "8", "--steps", "4", "--warm-steps", "2",

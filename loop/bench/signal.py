@@ -19,8 +19,11 @@ measures:
   candidates), all the pairs of a seed, the ``surrogate`` controller's linear slope fitted to
   every evaluation of every seed (each seed's offset removed: a controller that reuses all its
   past evaluations), and the
-  per-image TracIn credit of the config θ's evaluation through the score-function estimator the
-  credit controller uses.
+  per-image TracIn credit and the exact per-image metagradient (:mod:`evaluator.metagrad`) of the
+  config θ's evaluation, each through the score-function estimator the credit controller uses;
+- how well each per-image credit predicts what it claims: a random tenth of the config θ's
+  images dropped (loss weight 0, the rest of the run unchanged), ``drops`` times, and the
+  correlation of the real-val loss change with the sum of the dropped images' credits.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from ..engine.render_pool import RenderPool, ensure_ray
 from .loop import interval
 
 CONFIG = "experiments/shapes/default.toml"
-SEED_KEY, EPS_KEY, CHECKPOINT_KEY = 0x516, 0xE95, 0xC4E
+SEED_KEY, EPS_KEY, CHECKPOINT_KEY, DROP_KEY = 0x516, 0xE95, 0xC4E, 0xD80
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,9 @@ class SignalPlan:
     step: float = 0.02
     round_size: int = 4
     """Candidates per round: a warm checkpoint is shared by this many; one round's antithetic estimate."""
+    drops: int = 6
+    """Random subsets (a tenth of the images each) whose removal checks each credit's prediction
+    (from scratch and at the largest warm budget; 0: none)."""
     workers: int = 2
     out: Path = field(default=Path("out/bench-signal"))
 
@@ -103,7 +109,7 @@ def _setup(plan: SignalPlan) -> Setup:
     ensure_ray(num_cpus=plan.workers)
     pool = RenderPool(cfg, workers=0)
     real = load_real(cfg, categories=pool.generator.categories)
-    engine = Engine(cfg, pool, real, {"score", "credit"}, use_ray=True)
+    engine = Engine(cfg, pool, real, {"score", "credit", "metagrad"}, use_ray=True)
     box = Box(space)
     return Setup(engine, pool, box, box.to_unit(space.clip(space.to_vector())), box.to_unit(space.clip(target)), cfg.seed)
 
@@ -152,16 +158,43 @@ def _credit_direction(s: Setup, theta: np.ndarray, draws: dict, credit: np.ndarr
     return (score_function_grad(s.space, theta, draws, c) * s.box.width).tolist()
 
 
-def _scored(s: Setup, results, thetas, draws) -> dict[str, Any]:
-    failed = [r.failed for r in results if r.failed]
+def _scored(s: Setup, results, thetas, draws, meta) -> dict[str, Any]:
+    failed = [r.failed for r in [*results, meta] if r.failed]
     if failed:
         raise RunFailure(f"an evaluation failed: {failed[0]}")
     return {"scores": [r.score for r in results], "cpu": [_cpu(r) for r in results],
-            "credit": _credit_direction(s, thetas[0], draws[0], results[0].per_image["credit"])}
+            "credit": _credit_direction(s, thetas[0], draws[0], results[0].per_image["credit"]),
+            "metagrad": _credit_direction(s, thetas[0], draws[0], meta.per_image["metagrad"]),
+            "metagrad_cpu": _cpu(meta),
+            "_credit_values": results[0].per_image["credit"], "_metagrad_values": meta.per_image["metagrad"]}
+
+
+def drop_effects(s: Setup, plan: SignalPlan, dataset, seed: int, fid: Fidelity, warm: dict | None,
+                 signals: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Retrain on ``dataset`` with a random tenth of its images' weights set to 0, ``plan.drops``
+    times (same seed, batches and start weights); each subset's real-val loss change beside every
+    signal's first-order prediction of it (the sum of its dropped images' values: metagrad is
+    −dL/dw, TracIn credit how much an image lowered the loss)."""
+    from ..engine.evaluators import build_evaluator
+
+    evaluator = build_evaluator(s.engine.settings, s.engine.real)
+    n = min(len(dataset), fid.images or len(dataset))
+    base = evaluator.evaluate(dataset, fid, seed, warm, image_weights=np.ones(n)).extras["val_loss"]
+    rng = np.random.default_rng([s.seed, DROP_KEY, seed])
+    actual, predicted = [], {k: [] for k in signals}
+    for _ in range(plan.drops):
+        dropped = rng.choice(n, size=max(n // 10, 1), replace=False)
+        w = np.ones(n)
+        w[dropped] = 0.0
+        actual.append(evaluator.evaluate(dataset, fid, seed, warm, image_weights=w).extras["val_loss"] - base)
+        for k, v in signals.items():
+            predicted[k].append(float(np.asarray(v)[dropped].sum()))
+    return {"actual": actual, "predicted": predicted}
 
 
 def measure_seed(s: Setup, plan: SignalPlan, i: int, log: Callable[[str], None]) -> dict[str, Any]:
-    """Every mode's scores, CPU-seconds and credit direction for training seed ``i``."""
+    """Every mode's scores, CPU-seconds and credit directions for training seed ``i``; the drop
+    check of the credits from scratch and at the largest warm budget."""
     seed = derive_seed(s.seed, SEED_KEY, i)
     us, eps = candidates(s, plan, i)
     thetas = [s.box.to_theta(u) for u in us]
@@ -172,13 +205,27 @@ def measure_seed(s: Setup, plan: SignalPlan, i: int, log: Callable[[str], None])
     signals = ("credit", "score")
     first = s.engine.train(datasets + [ckpt_ds], [seed] * (len(thetas) + 1), signals=signals, keep_weights=True)
     ckpt = first.pop()
-    modes = {"scratch": _scored(s, first, thetas, draws)}
+    (meta,) = s.engine.train([datasets[0]], [seed], signals=("metagrad",))
+    modes = {"scratch": _scored(s, first, thetas, draws, meta)}
+    fids = {"scratch": (s.engine.fidelity, None)}
     for k in plan.warm_steps:
         fid = Fidelity(steps=k, images=plan.images, batch_size=s.engine.fidelity.batch_size)
         res = s.engine.train(datasets, [seed] * len(thetas), signals=signals, fidelity=fid, warm_start=ckpt.weights)
-        modes[f"warm {k}"] = _scored(s, res, thetas, draws)
+        (meta,) = s.engine.train([datasets[0]], [seed], signals=("metagrad",), fidelity=fid, warm_start=ckpt.weights)
+        modes[f"warm {k}"] = _scored(s, res, thetas, draws, meta)
+        fids[f"warm {k}"] = (fid, ckpt.weights)
+    drops = {}
+    if plan.drops:
+        for mode in ["scratch", *([f"warm {max(plan.warm_steps)}"] if plan.warm_steps else [])]:
+            per = modes[mode]
+            drops[mode] = drop_effects(s, plan, datasets[0], seed, *fids[mode],
+                                       {"credit (TracIn)": per.pop("_credit_values"),
+                                        "metagrad (exact)": per.pop("_metagrad_values")})
+    for per in modes.values():
+        per.pop("_credit_values", None), per.pop("_metagrad_values", None)
     log(f"  seed {i}: " + ", ".join(f"{m} Δ {d['scores'][1] - d['scores'][0]:+.3f}" for m, d in modes.items()))
-    return {"seed": i, "eps": eps.tolist(), "render_cpu": render_cpu, "checkpoint_cpu": _cpu(ckpt), "modes": modes}
+    return {"seed": i, "eps": eps.tolist(), "render_cpu": render_cpu, "checkpoint_cpu": _cpu(ckpt), "modes": modes,
+            "drops": drops}
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,6 +289,7 @@ def analyse(rows: list[dict], plan: SignalPlan, true_dir: np.ndarray) -> dict[st
             f"antithetic, {plan.pairs} pairs": [cosine(antithetic(p["scores"], np.asarray(r["eps"]), plan.sigma, plan.pairs), true_dir)
                                                 for p, r in zip(per, rows)],
             "credit (TracIn), one evaluation": [cosine(np.asarray(p["credit"]), true_dir) for p in per],
+            "metagrad (exact), one evaluation": [cosine(np.asarray(p["metagrad"]), true_dir) for p in per],
         }
         loo = [cosine(surrogate([r for j, r in enumerate(rows) if j != i], mode, plan), true_dir) for i in range(len(rows))]
         out["modes"][mode] = {
@@ -252,7 +300,22 @@ def analyse(rows: list[dict], plan: SignalPlan, true_dir: np.ndarray) -> dict[st
             "cosines": {k: interval(v) for k, v in cos.items()},
             f"surrogate, all {len(rows)} seeds' evaluations": cosine(surrogate(rows, mode, plan), true_dir),
             "surrogate, leave one seed out": interval(loo),
+            "metagrad_cpu_seconds": float(np.mean([p["metagrad_cpu"] for p in per])),
+            "pooled": {k: cosine(np.sum([np.asarray(p[k]) for p in per], axis=0), true_dir)
+                       for k in ("credit", "metagrad")},
         }
+        if all(mode in r.get("drops", {}) for r in rows):
+            out["modes"][mode]["drop_correlation"] = drop_correlations([r["drops"][mode] for r in rows])
+    return out
+
+
+def drop_correlations(drops: list[dict]) -> dict[str, Any]:
+    """Per signal: the Pearson correlation of its predicted with the actual real-val loss change
+    of dropping a subset, within each seed (mean ± half-width over seeds)."""
+    out = {}
+    for name in drops[0]["predicted"]:
+        r = [float(np.corrcoef(d["predicted"][name], d["actual"])[0, 1]) for d in drops]
+        out[name] = interval([v for v in r if math.isfinite(v)])
     return out
 
 
@@ -309,4 +372,13 @@ def format_table(res: dict[str, Any]) -> str:
         key = next(k for k in m if k.startswith("surrogate, all"))
         loo = m["surrogate, leave one seed out"]
         lines.append(f"    {key:<40} {m[key]:+.3f} (leave one seed out {loo[0]:+.3f} ± {loo[1]:.3f})")
+        lines.append(f"    {'credit / metagrad, all seeds summed':<40} {m['pooled']['credit']:+.3f} / "
+                     f"{m['pooled']['metagrad']:+.3f}")
+    drops = {mode: m["drop_correlation"] for mode, m in res["modes"].items() if "drop_correlation" in m}
+    if drops:
+        lines.append(f"\ncorrelation of each credit's prediction with the real-val loss change of dropping a tenth "
+                     f"of the images ({p['drops']} subsets a seed; exact metagradients cost "
+                     + ", ".join(f"{m['metagrad_cpu_seconds']:.1f}" for m in res["modes"].values()) + " CPU-s)")
+        for mode, corr in drops.items():
+            lines.append(f"  {mode}: " + ", ".join(f"{k} {v[0]:+.3f} ± {v[1]:.3f}" for k, v in corr.items()))
     return "\n".join(lines)

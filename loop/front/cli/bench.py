@@ -73,6 +73,8 @@ def _bench_signal_parser(bsub) -> None:
     b.add_argument("--warm-steps", default="25,50,100",
                    help="comma-separated fine-tune budgets of the warm-started modes ('' for none; default 25,50,100)")
     b.add_argument("--pairs", type=positive_int, default=4, help="antithetic pairs per seed (default 4)")
+    b.add_argument("--drops", type=non_negative_int, default=6,
+                   help="subsets dropped per seed to check each credit's prediction (default 6; 0: none)")
     b.add_argument("--workers", type=positive_int, default=2, help="evaluation processes (default 2)")
     b.add_argument("--out", default="out/bench-signal", help="raw measurements, reused by seed (default out/bench-signal)")
     add_json(b, "a table")
@@ -89,9 +91,9 @@ def _bench_signal(args) -> int:
         print(f"dropt bench signal: error: --warm-steps: expected comma-separated positive integers, "
               f"got {args.warm_steps!r}", file=sys.stderr)
         return EXIT_USAGE
-    plan = SignalPlan(config=args.config, sets=tuple(args.overrides), images=args.images, steps=args.steps, toward=args.toward, seeds=args.seeds,
-                      warm_steps=warm,
-                      pairs=args.pairs, workers=args.workers, out=Path(args.out))
+    plan = SignalPlan(config=args.config, sets=tuple(args.overrides), images=args.images, steps=args.steps,
+                      toward=args.toward, seeds=args.seeds, warm_steps=warm, pairs=args.pairs, drops=args.drops,
+                      workers=args.workers, out=Path(args.out))
     res = bench_signal(plan, log=lambda m: print(m, file=sys.stderr, flush=True))   # errors: one line (cli main)
     (plan.out / "result.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res) if args.json else format_table(res))
