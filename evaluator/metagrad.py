@@ -52,6 +52,21 @@ def _adamw(p, m, v, g, step: int, lr: float, wd: float):
     return p - (lr / (1 - b1 ** step)) * m / denom, m, v
 
 
+def _rng_devices(device: torch.device) -> list:
+    return [device] if device.type == "cuda" else []
+
+
+def _rng_state(device: torch.device) -> tuple:
+    """The RNG states a training step's dropout draws from (the CPU's, and the GPU's on CUDA)."""
+    return (torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def _set_rng_state(state: tuple, device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
 def _forward(model: nn.Module, params: dict, buffers: dict) -> Forward:
     return lambda x: functional_call(model, (params, buffers), (x,))
 
@@ -70,7 +85,8 @@ class Unrolled:
         self.names = [n for n, _ in model.named_parameters()]
         self.buffers = dict(model.named_buffers())
         self.states: list[tuple[list, list, list]] = []
-        self.rng_states: list[torch.Tensor] = []
+        self.rng_states: list[tuple] = []
+        self.device = next(model.parameters()).device
 
     def _update(self, step: int, p: list, m: list, v: list, weights: torch.Tensor, buffers: dict, *,
                 create_graph: bool):
@@ -92,12 +108,12 @@ class Unrolled:
         m, v = [torch.zeros_like(q) for q in p], [torch.zeros_like(q) for q in p]
         losses = []
         self.model.train()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        with torch.random.fork_rng(devices=_rng_devices(self.device)):
+            torch.manual_seed(self.seed)      # as fit() seeds dropout
             for step, idx in enumerate(self.batches):
                 if keep:
                     self.states.append((p, m, v))
-                    self.rng_states.append(torch.get_rng_state())
+                    self.rng_states.append(_rng_state(self.device))
                 p = [q.requires_grad_() for q in p]
                 w = w_all[torch.from_numpy(idx)].to(p[0].device)
                 p, m, v, loss = self._update(step, p, m, v, w, self.buffers, create_graph=False)
@@ -123,9 +139,9 @@ class Unrolled:
         adj_m, adj_v = [torch.zeros_like(q) for q in p], [torch.zeros_like(q) for q in p]
         out = np.zeros(self.n_items)
         self.model.train()
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=_rng_devices(self.device)):
             for step in reversed(range(self.steps)):
-                torch.set_rng_state(self.rng_states[step])
+                _set_rng_state(self.rng_states[step], self.device)
                 p0, m0, v0 = ([q.detach().requires_grad_() for q in t] for t in self.states[step])
                 idx = self.batches[step]
                 w = torch.ones(len(idx), device=p0[0].device, dtype=p0[0].dtype, requires_grad=True)
