@@ -33,6 +33,11 @@ class TestSurrogateGuided(ControllerConformance):
     options = {"guide": 2, "window": 3}
 
 
+class TestSurrogateMetagrad(ControllerConformance):
+    controller_name = "surrogate-metagrad"
+    options = {"every": 2}
+
+
 class TestRandom(ControllerConformance):
     controller_name = "random"
 
@@ -500,3 +505,25 @@ def test_guided_perturbations_concentrate_on_the_recent_slopes():
     # variance α + (1 − α)·d along the slope, α elsewhere: a share (α + (1 − α)d) / d of the total
     assert share == pytest.approx((0.2 + 0.8 * space.dim) / space.dim, rel=0.1)
     assert np.mean(np.sum(eps ** 2, axis=1)) == pytest.approx(space.dim, rel=0.1)
+
+
+def test_metagradient_rounds_come_every_few_rounds_and_span_the_guide():
+    obj = objective()
+    c = make_controller("surrogate-metagrad", obj.space, seed=1, every=3, guide=2)
+    asked = []
+    for r in range(7):
+        asked.append("metagrad" in c.round_signals())
+        thetas = c.propose(4)
+        c.update(thetas, [obj.evaluate(t, eval_rng(1, r, i), signals=c.round_signals())
+                          for i, t in enumerate(thetas)])
+    assert asked == [True, False, False, True, False, False, True]
+    assert len(c.slopes) == 2 and all(np.any(np.asarray(d)) for d in c.slopes)
+    # the guide is the round's mean per-image direction, not the surrogate's slope
+    fresh = make_controller("surrogate-metagrad", obj.space, seed=1, every=3, guide=2)
+    thetas = fresh.propose(4)
+    fb = [obj.evaluate(t, eval_rng(1, 0, i), signals=fresh.round_signals()) for i, t in enumerate(thetas)]
+    fresh.update(thetas, fb)
+    from loop.controllers._common import per_image_direction
+    want = np.mean([per_image_direction(obj.space, fresh.box, t, f.draws, f.per_image["metagrad"])
+                    for t, f in zip(thetas, fb)], axis=0)
+    np.testing.assert_allclose(fresh.slopes[0], want, rtol=1e-12)

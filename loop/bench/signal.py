@@ -41,7 +41,7 @@ from evaluator.base import Fidelity
 from generator.base import derive_seed
 
 from ..config import load_config
-from ..controllers._common import Box, score_function_grad
+from ..controllers._common import Box, per_image_direction
 from ..engine import Engine, load_real
 from ..errors import RunFailure, UsageError
 from ..engine.render_pool import RenderPool, ensure_ray
@@ -153,9 +153,7 @@ def _cpu(res) -> float:
 
 def _credit_direction(s: Setup, theta: np.ndarray, draws: dict, credit: np.ndarray) -> list[float]:
     """The credit controller's score-function gradient of standardised credit, in unit coordinates."""
-    c = np.asarray(credit, dtype=np.float64)
-    c = (c - c.mean()) / c.std() if c.std() > 0 else np.zeros_like(c)
-    return (score_function_grad(s.space, theta, draws, c) * s.box.width).tolist()
+    return per_image_direction(s.space, s.box, theta, draws, credit).tolist()
 
 
 def _scored(s: Setup, results, thetas, draws, meta) -> dict[str, Any]:

@@ -22,6 +22,7 @@ adr                  automatic domain randomization (range growth)       score
 attribute-descent    greedy coordinate search over attribute means       score
 optuna               Optuna ask/tell: TPE, CMA-ES or GP                  score
 surrogate            linear slope over recent rounds, guided ES          score
+surrogate-metagrad   the same, guided by exact per-image metagradients   score, metagrad
 ==================== =================================================== =====================
 
 Every registered controller passes :class:`loop.controllers.testing.ControllerConformance`.

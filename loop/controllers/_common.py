@@ -253,3 +253,13 @@ def entropy_grad(space: ParameterSpace, theta: np.ndarray) -> np.ndarray:
     t = torch.tensor(np.asarray(theta, dtype=np.float64), requires_grad=True)
     space.entropy(t).backward()
     return t.grad.numpy().copy()
+
+
+def per_image_direction(space: ParameterSpace, box: "Box", theta: np.ndarray, draws: Mapping[str, np.ndarray],
+                        values: np.ndarray) -> np.ndarray:
+    """The direction in unit-box coordinates in which θ's draws gain per-image ``values`` (credit,
+    metagradients): the score-function gradient of the values, standardised within the
+    candidate (their scale differs between training runs), times the box's widths."""
+    c = np.asarray(values, dtype=np.float64)
+    c = (c - c.mean()) / c.std() if c.std() > 0 else np.zeros_like(c)
+    return score_function_grad(space, theta, draws, c) * box.width

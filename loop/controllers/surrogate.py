@@ -12,6 +12,12 @@ exactly; Adam's bounded step in unit coordinates is the trust region, as in rein
 arXiv 1806.10230): ε ∼ N(0, α·I + (1 − α)·(d/k)·U Uᵀ) with U an orthonormal basis of the last
 k surrogate slopes, so a share 1 − α of the exploration searches the subspace where the recent
 evidence points while the rest keeps the estimate unbiased over the whole box.
+
+``surrogate-metagrad`` takes the guide from elsewhere: every ``every`` rounds its candidates
+also measure each image's exact metagradient (:mod:`evaluator.metagrad`), and the guided
+subspace is spanned by the last ``guide`` such rounds' mean direction in θ (each candidate's
+metagradients through the score-function estimator). A biased direction is what Guided ES is
+for: the step is still the surrogate's slope of the scores.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pydantic import Field
 
 from generator.space import ParameterSpace
 
-from ._common import Adam, Box
+from ._common import Adam, Box, per_image_direction
 from .base import Controller, Feedback, Options, number
 
 
@@ -99,9 +105,13 @@ class Surrogate(Controller):
         slope = fit_slope(self.history, self.options.sigma)
         if slope is None:
             return
+        self._add_guide(slope, thetas, feedback)
+        self.mu = np.clip(self.mu + self.opt.step(slope), 0.0, 1.0)
+
+    def _add_guide(self, slope: np.ndarray, thetas: list[np.ndarray], feedback: list[Feedback]) -> None:
+        """Keep the direction that spans the guided subspace: here the surrogate's slope."""
         if self.options.guide and np.any(slope):
             self.slopes = (self.slopes + [slope.tolist()])[-self.options.guide:]
-        self.mu = np.clip(self.mu + self.opt.step(slope), 0.0, 1.0)
 
     def _current(self) -> np.ndarray:
         return self.box.to_theta(self.mu)
@@ -113,3 +123,30 @@ class Surrogate(Controller):
         self.mu = np.asarray(d["mu"], dtype=np.float64)
         self.opt.load(d["opt"])
         self.history, self.slopes = d["history"], d["slopes"]
+
+
+class SurrogateMetagradOptions(SurrogateOptions):
+    guide: int = Field(2, ge=1)
+    """Metagradient rounds whose mean directions span the guided subspace."""
+    every: int = Field(5, ge=1)
+    """Rounds from one metagradient round to the next (a candidate's metagradients cost about
+    three evaluations on the digits, five on shapes; 1: every round)."""
+
+
+class SurrogateMetagrad(Surrogate):
+    """The surrogate's ascent, guided by the directions of exact per-image metagradients."""
+
+    name: ClassVar[str] = "surrogate-metagrad"
+    signals: ClassVar[frozenset[str]] = frozenset({"score", "metagrad"})
+    Options: ClassVar[type] = SurrogateMetagradOptions
+
+    def round_signals(self) -> frozenset[str]:
+        return self.signals if self.rounds % self.options.every == 0 else frozenset({"score"})
+
+    def _add_guide(self, slope: np.ndarray, thetas: list[np.ndarray], feedback: list[Feedback]) -> None:
+        dirs = [per_image_direction(self.space, self.box, t, f.draws, f.per_image["metagrad"])
+                for t, f in zip(thetas, feedback)
+                if "metagrad" in f.per_image and f.draws is not None and np.isfinite(f.score)]
+        mean = np.mean(dirs, axis=0) if dirs else None
+        if mean is not None and np.any(mean):
+            self.slopes = (self.slopes + [mean.tolist()])[-self.options.guide:]

@@ -108,7 +108,7 @@ class SyntheticObjective:
         mmd2 = (k_xx.sum() - np.trace(k_xx)) / (n * (n - 1)) + self._k_rr - 2 * k_xr.mean()
         # the loss proxy: dissimilarity to the real set alone (no synthetic self-term, which
         # would reward a batch for clustering on itself)
-        per_image = {"witness": witness, "credit": witness, "sample_loss": 1.0 - k_xr.mean(1)}
+        per_image = {"witness": witness, "credit": witness, "metagrad": witness, "sample_loss": 1.0 - k_xr.mean(1)}
         return Feedback(score=float(-mmd2), extras={"gap_mmd2": float(mmd2)}, draws=draws,
                         per_image={k: v for k, v in per_image.items() if k in signals})
 
