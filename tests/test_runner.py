@@ -41,7 +41,9 @@ def test_run_writes_the_run_directory(real_dir, tmp_path):
 @pytest.mark.parametrize("optimizer, extra", [
     ("reinforce", ()), ("metasim", ()), ("vadra", ()), ("credit", ()),
     ("reinforce", ("evaluator.warm_steps=2", 'evaluator.warm_anchor="round"')),
-    ("credit", ("evaluator.warm_steps=2", 'evaluator.warm_anchor="config"'))])
+    ("credit", ("evaluator.warm_steps=2", 'evaluator.warm_anchor="config"')),
+    ("surrogate", ("evaluator.warm_steps=2", 'evaluator.warm_anchor="round"')),
+    ("surrogate-metagrad", ("loop.options.every=2",))])      # metagradient rounds before and after the cut
 def test_killed_and_resumed_run_matches_an_uninterrupted_one(real_dir, tmp_path, optimizer, extra):
     cfg = load_config(SMOKE, tiny(real_dir, f'loop.optimizer="{optimizer}"', *extra))
     whole = run_loop(cfg, tmp_path / "whole", log=lambda m: None)
