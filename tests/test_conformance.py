@@ -32,6 +32,10 @@ class TestCredit(SignalConformance):
     signal_name, config, overrides = "credit", str(SMOKE), ("evaluator.width=8",)
 
 
+class TestMetagrad(SignalConformance):
+    signal_name, config, overrides = "metagrad", str(SMOKE), ("evaluator.width=8",)
+
+
 class TestWitness(SignalConformance):
     signal_name, config, overrides = "witness", str(SMOKE), ("evaluator.width=8",)
 
