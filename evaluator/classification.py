@@ -15,7 +15,7 @@ from generator.dataset import Dataset
 
 from .base import Evaluator, EvaluatorError, Fidelity, Metrics, ProgressFn, check_per_image, check_splits
 from .credit import checkpoint_steps, tracin_credit
-from .metagrad import check_weights, train_unrolled
+from .metagrad import check_weights, train_unrolled, wants_unrolled
 from .real import RealSplits, class_labels
 from .training import build_seeded, fit, load_warm_start, resolve_device, state_dict_cpu, torch_threads
 
@@ -123,10 +123,7 @@ class ClassificationEvaluator(Evaluator):
         if per_image or image_weights is not None:      # the real val set as tensors, only when needed
             x_val = _to_input(self.real.val.stacked_images(), self.value_max).to(self.device)
             y_val = torch.from_numpy(self.val_labels).to(self.device)
-        if "metagrad" in per_image or image_weights is not None:
-            if "credit" in per_image:
-                raise EvaluatorError("per_image: expected 'credit' or 'metagrad' (or image_weights), got both "
-                                     "(each is its own training run)")
+        if wants_unrolled(per_image, image_weights):
 
             def terms(forward, idx: np.ndarray, step: int) -> torch.Tensor:
                 sel = torch.from_numpy(idx).to(self.device)

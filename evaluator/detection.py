@@ -15,7 +15,7 @@ from .base import Evaluator, EvaluatorError, Fidelity, Metrics, ProgressFn, chec
 from .centernet import (CenterNet, decode, detection_loss, detection_loss_terms, detection_losses, encode_targets,
                         images_to_tensor)
 from .credit import checkpoint_steps, tracin_credit
-from .metagrad import check_weights, train_unrolled
+from .metagrad import check_weights, train_unrolled, wants_unrolled
 from .coco_metrics import Detections, detection_scores
 from .real import RealSplits
 from .training import build_seeded, fit, load_warm_start, resolve_device, state_dict_cpu, torch_threads
@@ -126,10 +126,7 @@ class DetectionEvaluator(Evaluator):
         def draw_flip(n: int) -> torch.Tensor | None:
             return torch.from_numpy(flip_rng.random(n) < 0.5).to(self.device) if self.flip else None
 
-        if "metagrad" in per_image or image_weights is not None:
-            if "credit" in per_image:
-                raise EvaluatorError("per_image: expected 'credit' or 'metagrad' (or image_weights), got both "
-                                     "(each is its own training run)")
+        if wants_unrolled(per_image, image_weights):
             flips: dict[int, torch.Tensor | None] = {}    # drawn in step order once; the replay reads them back
 
             def terms(forward, idx: np.ndarray, step: int) -> torch.Tensor:

@@ -159,6 +159,16 @@ class Unrolled:
         return out
 
 
+def wants_unrolled(per_image, image_weights) -> bool:
+    """Whether an evaluation trains the unrolled run (metagradients or image weights asked for);
+    TracIn credit is measured in :func:`fit`'s run, so it cannot be asked for with them."""
+    unrolled = "metagrad" in per_image or image_weights is not None
+    if unrolled and "credit" in per_image:
+        raise EvaluatorError("per_image: expected 'credit' or 'metagrad' (or image_weights), got both "
+                             "(each is its own training run)")
+    return unrolled
+
+
 def check_weights(weights, n: int) -> np.ndarray | None:
     """``image_weights``: None, or one finite weight >= 0 per training image."""
     if weights is None:

@@ -151,33 +151,29 @@ def _cpu(res) -> float:
     return float(res.timings.get("cpu_seconds", math.nan))
 
 
-def _credit_direction(s: Setup, theta: np.ndarray, draws: dict, credit: np.ndarray) -> list[float]:
-    """The credit controller's score-function gradient of standardised credit, in unit coordinates."""
-    return per_image_direction(s.space, s.box, theta, draws, credit).tolist()
-
-
 def _scored(s: Setup, results, thetas, draws, meta) -> dict[str, Any]:
+    """A mode's figures: the scores, CPU-seconds, and the config θ's credit and metagradient
+    directions (the credit controller's estimator, in unit coordinates)."""
     failed = [r.failed for r in [*results, meta] if r.failed]
     if failed:
         raise RunFailure(f"an evaluation failed: {failed[0]}")
+    direction = lambda values: per_image_direction(s.space, s.box, thetas[0], draws[0], values).tolist()  # noqa: E731
     return {"scores": [r.score for r in results], "cpu": [_cpu(r) for r in results],
-            "credit": _credit_direction(s, thetas[0], draws[0], results[0].per_image["credit"]),
-            "metagrad": _credit_direction(s, thetas[0], draws[0], meta.per_image["metagrad"]),
-            "metagrad_cpu": _cpu(meta),
-            "_credit_values": results[0].per_image["credit"], "_metagrad_values": meta.per_image["metagrad"]}
+            "credit": direction(results[0].per_image["credit"]),
+            "metagrad": direction(meta.per_image["metagrad"]), "metagrad_cpu": _cpu(meta)}
 
 
 def drop_effects(s: Setup, plan: SignalPlan, dataset, seed: int, fid: Fidelity, warm: dict | None,
-                 signals: dict[str, np.ndarray]) -> dict[str, Any]:
+                 base: float, signals: dict[str, np.ndarray]) -> dict[str, Any]:
     """Retrain on ``dataset`` with a random tenth of its images' weights set to 0, ``plan.drops``
-    times (same seed, batches and start weights); each subset's real-val loss change beside every
-    signal's first-order prediction of it (the sum of its dropped images' values: metagrad is
-    −dL/dw, TracIn credit how much an image lowered the loss)."""
+    times (same seed, batches and start weights); each subset's real-val loss change from
+    ``base`` (the run with every weight 1: the metagradient's own) beside every signal's
+    first-order prediction of it (the sum of its dropped images' values: metagrad is −dL/dw,
+    TracIn credit how much an image lowered the loss)."""
     from ..engine.evaluators import build_evaluator
 
     evaluator = build_evaluator(s.engine.settings, s.engine.real)
     n = min(len(dataset), fid.images or len(dataset))
-    base = evaluator.evaluate(dataset, fid, seed, warm, image_weights=np.ones(n)).extras["val_loss"]
     rng = np.random.default_rng([s.seed, DROP_KEY, seed])
     actual, predicted = [], {k: [] for k in signals}
     for _ in range(plan.drops):
@@ -203,24 +199,20 @@ def measure_seed(s: Setup, plan: SignalPlan, i: int, log: Callable[[str], None])
     signals = ("credit", "score")
     first = s.engine.train(datasets + [ckpt_ds], [seed] * (len(thetas) + 1), signals=signals, keep_weights=True)
     ckpt = first.pop()
-    (meta,) = s.engine.train([datasets[0]], [seed], signals=("metagrad",))
-    modes = {"scratch": _scored(s, first, thetas, draws, meta)}
-    fids = {"scratch": (s.engine.fidelity, None)}
+    runs = {"scratch": (s.engine.fidelity, None, first)}
     for k in plan.warm_steps:
         fid = Fidelity(steps=k, images=plan.images, batch_size=s.engine.fidelity.batch_size)
-        res = s.engine.train(datasets, [seed] * len(thetas), signals=signals, fidelity=fid, warm_start=ckpt.weights)
-        (meta,) = s.engine.train([datasets[0]], [seed], signals=("metagrad",), fidelity=fid, warm_start=ckpt.weights)
-        modes[f"warm {k}"] = _scored(s, res, thetas, draws, meta)
-        fids[f"warm {k}"] = (fid, ckpt.weights)
-    drops = {}
-    if plan.drops:
-        for mode in ["scratch", *([f"warm {max(plan.warm_steps)}"] if plan.warm_steps else [])]:
-            per = modes[mode]
-            drops[mode] = drop_effects(s, plan, datasets[0], seed, *fids[mode],
-                                       {"credit (TracIn)": per.pop("_credit_values"),
-                                        "metagrad (exact)": per.pop("_metagrad_values")})
-    for per in modes.values():
-        per.pop("_credit_values", None), per.pop("_metagrad_values", None)
+        runs[f"warm {k}"] = (fid, ckpt.weights, s.engine.train(datasets, [seed] * len(thetas), signals=signals,
+                                                              fidelity=fid, warm_start=ckpt.weights))
+    modes, drops = {}, {}
+    dropped_modes = ["scratch", *([f"warm {max(plan.warm_steps)}"] if plan.warm_steps else [])] if plan.drops else []
+    for mode, (fid, warm, res) in runs.items():
+        (meta,) = s.engine.train([datasets[0]], [seed], signals=("metagrad",), fidelity=fid, warm_start=warm)
+        modes[mode] = _scored(s, res, thetas, draws, meta)
+        if mode in dropped_modes:
+            drops[mode] = drop_effects(s, plan, datasets[0], seed, fid, warm, meta.extras["val_loss"],
+                                       {"credit (TracIn)": res[0].per_image["credit"],
+                                        "metagrad (exact)": meta.per_image["metagrad"]})
     log(f"  seed {i}: " + ", ".join(f"{m} Δ {d['scores'][1] - d['scores'][0]:+.3f}" for m, d in modes.items()))
     return {"seed": i, "eps": eps.tolist(), "render_cpu": render_cpu, "checkpoint_cpu": _cpu(ckpt), "modes": modes,
             "drops": drops}
