@@ -14,10 +14,20 @@ from generator.space import SpaceError
 
 
 from .errors import ConfigError
-from .schema import CameraSettings, ConfigFile, EvaluatorSettings, LoopSettings, RenderSettings, TargetSettings, validate
+from .schema import (CameraSettings, ConfigFile, EvaluatorSettings, LoopSettings, RaySettings, RenderSettings,
+                     TargetSettings, validate)
 
 
 TOP_LEVEL = set(ConfigFile.model_fields)
+
+#: where the work runs, not what it computes: a resumed run may change them (``--resume --set``)
+PLACEMENT_KEYS = ("render.workers", "render.num_cpus", "render.num_gpus", "render.chunk", "render.resources",
+                  "render.label_selector", "render.strategy", "evaluator.ray", "evaluator.num_cpus",
+                  "evaluator.num_gpus", "evaluator.resources", "evaluator.label_selector", "evaluator.strategy", "ray")
+
+
+def is_placement_key(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in PLACEMENT_KEYS)
 CAMERA_DEFAULTS: dict[str, Any] = CameraSettings().model_dump()
 
 
@@ -31,6 +41,7 @@ class ExperimentConfig:
     target: TargetSettings | None = None
     evaluator: EvaluatorSettings = field(default_factory=EvaluatorSettings)
     loop: LoopSettings = field(default_factory=LoopSettings)
+    ray: RaySettings = field(default_factory=RaySettings)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     source: str = ""
 
@@ -93,7 +104,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> ExperimentC
     options = {k: v for k, v in (f.generator.model_extra or {}).items()}
     return ExperimentConfig(seed=f.seed, generator_name=f.generator.name, generator_options=options,
                             space=f.space, render=f.render, target=f.target, evaluator=f.evaluator, loop=f.loop,
-                            raw=copy.deepcopy(raw), source=source)
+                            ray=f.ray, raw=copy.deepcopy(raw), source=source)
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -32,6 +32,19 @@ class RenderSettings(_Table):
     num_cpus: float = _number(1.0, 0.0, "CPUs reserved per render actor")
     num_gpus: float = _number(0.0, 0.0, "GPUs per render actor (EGL on the GPU when > 0)")
     chunk: int = Field(0, ge=0, description="images per actor call; 0 sizes calls from the dataset")
+    resources: dict[str, float] = Field(default_factory=dict, json_schema_extra={"expect": "a table of custom resource "
+                                        "names (not CPU or GPU) to amounts >= 0"},
+                                        description="custom Ray resources per render actor, e.g. {render_node = 1}")
+    label_selector: dict[str, str] = Field(default_factory=dict, json_schema_extra={"expect": "a table of node "
+                                           "label names to values"},
+                                           description="Ray node labels a render actor must land on")
+    strategy: Literal["default", "spread"] = Field("default", description="Ray's placement of the render actors: "
+                                                                          "packed ('default') or one per node first")
+
+    @field_validator("resources")
+    @classmethod
+    def _amounts(cls, resources: dict[str, float]) -> dict[str, float]:
+        return checked_resources(resources)
 
 
 class CameraSettings(_Table):
@@ -81,7 +94,16 @@ class EvaluatorSettings(_Table):
     threads: int = Field(1, ge=1, description="torch threads per evaluation task")
     num_cpus: float = _number(1.0, 0.0, "Ray CPUs per evaluation task")
     num_gpus: float = _number(0.0, 0.0, "Ray GPUs per evaluation task (device 'auto' then uses CUDA)")
-    device: str = Field("auto", description="'auto', 'cpu' or 'cuda[:i]'")
+    device: str = Field("auto", description="'auto' (on Ray: the GPU Ray assigned the task, else the CPU), "
+                                            "'cpu' or 'cuda[:i]' (on Ray: needs num_gpus > 0)")
+    resources: dict[str, float] = Field(default_factory=dict, json_schema_extra={"expect": "a table of custom resource "
+                                        "names (not CPU or GPU) to amounts >= 0"},
+                                        description="custom Ray resources per evaluation task")
+    label_selector: dict[str, str] = Field(default_factory=dict, json_schema_extra={"expect": "a table of node "
+                                           "label names to values"},
+                                           description="Ray node labels an evaluation task must land on")
+    strategy: Literal["default", "spread"] = Field("default", description="Ray's placement of the evaluation tasks: "
+                                                                          "packed ('default') or spread over nodes")
     width: Optional[int] = Field(None, ge=4, description="model width (unset: the evaluator's default)")
     gap_images: int = Field(200, ge=2, description="real val images the gap metrics compare against (metasim)")
     final_seeds: int = Field(3, ge=1, description="the selected distribution is retrained with this many seeds")
@@ -91,6 +113,35 @@ class EvaluatorSettings(_Table):
                                                                       "checked by it")
     ray: Optional[bool] = Field(None, description="evaluation tasks on Ray (in parallel); unset: when the render "
                                                   "actors use Ray")
+
+    @field_validator("resources")
+    @classmethod
+    def _amounts(cls, resources: dict[str, float]) -> dict[str, float]:
+        return checked_resources(resources)
+
+
+def checked_resources(resources: dict[str, float]) -> dict[str, float]:
+    """Custom resources only: CPUs and GPUs have their own keys (Ray refuses them here too)."""
+    for name, amount in resources.items():
+        if name in ("CPU", "GPU", "memory", "object_store_memory"):
+            raise ValueError(f"expected a custom resource name, got {name!r} (use num_cpus / num_gpus)")
+        if not (math.isfinite(amount) and amount >= 0):
+            raise ValueError(f"expected a finite amount >= 0 for {name!r}, got {amount}")
+    return {k: float(v) for k, v in resources.items()}
+
+
+class RaySettings(_Table):
+    """How the run uses a Ray cluster; none of it changes a score, so a resumed run may change it."""
+
+    working_dir: Optional[str] = Field(None, description="a local folder shipped to every Ray worker (runtime_env "
+                                                         "working_dir): the user's plug-ins when they are not "
+                                                         "installed on the workers")
+    py_modules: list[str] = Field(default_factory=list, description="local packages (folders) shipped to every Ray "
+                                                                    "worker (runtime_env py_modules)")
+    wait_report_s: float = Field(60.0, gt=0, allow_inf_nan=False,
+                                 description="seconds between the lines a run prints while it waits for Ray work")
+    wait_timeout_s: float = Field(3600.0, gt=0, allow_inf_nan=False,
+                                  description="seconds with no Ray work done before the run gives up in one line")
 
 
 class LoopSettings(_Table):
@@ -125,6 +176,7 @@ class ConfigFile(_Table):
     target: Optional[TargetSettings] = Field(None, description="only in a hidden target's config")
     evaluator: EvaluatorSettings = Field(default_factory=EvaluatorSettings, description="scoring")
     loop: LoopSettings = Field(default_factory=LoopSettings, description="the closed loop")
+    ray: RaySettings = Field(default_factory=RaySettings, description="the Ray cluster")
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,5 +259,5 @@ def validate(raw: dict[str, Any]) -> ConfigFile:
         raise ConfigError(error_line(e)) from None
 
 
-__all__ = ["CameraSettings", "ConfigFile", "EvaluatorSettings", "GeneratorTable", "LoopSettings", "RenderSettings",
+__all__ = ["CameraSettings", "ConfigFile", "EvaluatorSettings", "GeneratorTable", "LoopSettings", "RaySettings", "RenderSettings",
            "TargetSettings", "error_line", "expected", "model_of", "validate"]

@@ -247,11 +247,22 @@ CONFIG_CASES = [
     ("target.camera.gamma nan", ["target.camera.gamma=nan"], "target.camera.gamma"),
     ("target.camera.color_gain nan", ["target.camera.color_gain=[1.0, nan, 1.0]"], "target.camera.color_gain"),
     ("render.num_gpus 1 on no GPU", ["render.num_gpus=1", "render.workers=1"],
-     "render.num_cpus/render.num_gpus: expected a request some Ray node can satisfy"),
+     "render.num_cpus/num_gpus/resources: expected a request some live Ray node can hold"),
     ("evaluator.num_gpus 1 on no GPU", ["evaluator.num_gpus=1", "evaluator.ray=true"],
-     "evaluator.num_cpus/evaluator.num_gpus: expected a request some Ray node can satisfy"),
+     "evaluator.num_cpus/num_gpus/resources: expected a request some live Ray node can hold"),
     ("evaluator.num_cpus 100", ["evaluator.num_cpus=100", "evaluator.ray=true"],
-     "evaluator.num_cpus/evaluator.num_gpus: expected a request some Ray node can satisfy"),
+     "evaluator.num_cpus/num_gpus/resources: expected a request some live Ray node can hold"),
+    ("evaluator.resources on no such node", ["evaluator.resources={fast_disk=1}", "evaluator.ray=true"],
+     "evaluator.num_cpus/num_gpus/resources: expected a request some live Ray node can hold, got CPU=1, GPU=0, "
+     "fast_disk=1"),
+    ("render.label_selector on no such node", ["render.label_selector={zone=\"nowhere\"}", "render.workers=1"],
+     "render.num_cpus/num_gpus/resources: expected a request some live Ray node with labels"),
+    ("evaluator.resources CPU", ["evaluator.resources={CPU=1}"], "evaluator.resources: expected a table of custom resource names (not CPU or GPU)"),
+    ("evaluator.device cuda without a GPU request", ['evaluator.device="cuda"', "evaluator.ray=true"],
+     "evaluator.num_gpus: expected > 0 with evaluator.device = 'cuda' on Ray"),
+    ("ray.working_dir missing", ['ray.working_dir="/nonexistent/plugins"', "evaluator.ray=true"],
+     "ray.working_dir: expected a local folder"),
+    ("ray.wait_timeout_s 0", ["ray.wait_timeout_s=0"], "ray.wait_timeout_s: expected a finite number > 0"),
 ]
 
 
@@ -345,6 +356,8 @@ def _argument_cases(real, finished, killed, tmp):
         ("run --set without =", run + ["--set", "loop.budget"], "key=value"),
         ("resume nothing", ["run", "--resume", str(tmp / "nothing")], "expected a run directory with a checkpoint"),
         ("resume with --budget", ["run", "--resume", str(killed), "--budget", "3"], "--resume: expected no CONFIG"),
+        ("resume with --set of a scoring key", ["run", "--resume", str(killed), "--set", "evaluator.steps=3"],
+         "--resume --set: expected a key of where the work runs"),
         ("resume a finished run", ["run", "--resume", str(finished)], "has finished"),
         ("resume an edited config", ["run", "--resume", str(edited)], "expected the config the run started with"),
         ("report no run", ["report", str(tmp / "nothing")], "config.toml"),
@@ -360,7 +373,7 @@ def _argument_cases(real, finished, killed, tmp):
     ]
 
 
-ARGUMENT_CASES = [c[0] for c in _argument_cases.__code__.co_consts if False] or list(range(25))
+ARGUMENT_CASES = [c[0] for c in _argument_cases.__code__.co_consts if False] or list(range(26))
 
 
 @pytest.mark.parametrize("k", ARGUMENT_CASES)

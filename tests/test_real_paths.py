@@ -82,7 +82,7 @@ def _tune_rung_one_score(cfg, theta, storage) -> float:
     """One Tune trial of θ with one rung, through dropt's own trainable."""
     from ray import tune
 
-    from loop.engine.render_pool import ensure_ray
+    from loop.engine.cluster import ensure_ray
     from loop.front.tune import THETA_PREFIX, make_trainable
 
     ensure_ray()

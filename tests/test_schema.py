@@ -12,7 +12,7 @@ from smoke import ROOT, SMOKE
 CASES = [
     ("render.num_cpus=nan", "render.num_cpus: expected a finite number >= 0, got nan"),
     ("render.workers=true", "render.workers: expected an integer >= 0, got True"),
-    ("render.speed=2", "render.speed: unknown key; expected one of ['chunk', 'num_cpus', 'num_gpus', 'workers']"),
+    ("render.speed=2", "render.speed: unknown key; expected one of ['chunk', 'label_selector', 'num_cpus', 'num_gpus', 'resources', 'strategy', 'workers']"),
     ("evaluator.images=0", "evaluator.images: expected an integer >= 1, got 0"),
     ('evaluator.images="3"', "evaluator.images: expected an integer >= 1, got '3'"),
     ('evaluator.score="f1"', "evaluator.score: expected one of ['ap50', 'map'], got 'f1'"),
@@ -20,7 +20,7 @@ CASES = [
     ("evaluator.options=3", "evaluator.options: expected a table of keyword options, got 3"),
     ("loop.budget=2.5", "loop.budget: expected an integer >= 1, got 2.5"),
     ("seed=-1", "seed: expected an integer >= 0, got -1"),
-    ("bogus=1", "bogus: unknown key; expected one of ['evaluator', 'generator', 'loop', 'render', 'seed', 'space', "
+    ("bogus=1", "bogus: unknown key; expected one of ['evaluator', 'generator', 'loop', 'ray', 'render', 'seed', 'space', "
                 "'target']"),
     ("target.camera.color_gain=[1.0, nan, 1.0]",
      "target.camera.color_gain: expected three finite numbers >= 0 (R, G, B), got [1.0, nan, 1.0]"),

@@ -44,7 +44,8 @@ from ..config import load_config
 from ..controllers._common import Box, per_image_direction
 from ..engine import Engine, load_real
 from ..errors import RunFailure, UsageError
-from ..engine.render_pool import RenderPool, ensure_ray
+from ..engine.cluster import ensure_ray
+from ..engine.render_pool import RenderPool
 from .loop import interval
 
 CONFIG = "experiments/shapes/default.toml"

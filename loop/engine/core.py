@@ -21,6 +21,7 @@ from generator.base import derive_seed
 from ..config import EvaluatorSettings, ExperimentConfig
 from ..signals.base import Signal, signal_classes
 from .evaluators import check_evaluator, fidelity
+from .cluster import Waits, evaluator_request
 from .executor import Executor
 from .jobs import CandidateJob, CandidateResult
 from .warm import WarmStart
@@ -50,10 +51,12 @@ class Engine:
         self.settings: EvaluatorSettings = cfg.evaluator
         self.renderer, self.real, self.seed = renderer, real, cfg.seed
         classes = signal_classes(set(signals) | {"score"})
-        self.metric = check_evaluator(self.settings, real, classes).score_name
+        # on Ray the device is checked where the work runs (a CPU-only head may send work to GPU nodes)
+        driver_settings = self.settings.model_copy(update={"device": "cpu"}) if use_ray else self.settings
+        self.metric = check_evaluator(driver_settings, real, classes).score_name
         self.signals: dict[str, Signal] = {c.name: c(real=real, settings=self.settings, seed=cfg.seed)
                                            for c in classes}
-        self.executor = Executor(use_ray=use_ray, num_cpus=self.settings.num_cpus, num_gpus=self.settings.num_gpus)
+        self.executor = Executor(use_ray=use_ray, request=evaluator_request(cfg), waits=Waits(cfg.ray))
         self.real_ref = self.executor.put(real)
         self.fidelity: Fidelity = fidelity(self.settings)
         self.warm = (WarmStart(self, anchor=self.settings.warm_anchor, steps=self.settings.warm_steps, seed=cfg.seed)

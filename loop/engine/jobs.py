@@ -19,6 +19,7 @@ from evaluator.real import RealSplits
 from generator.dataset import Dataset
 
 from ..config import EvaluatorSettings
+from .devices import placed_device, ray_assignment
 from .evaluators import build_evaluator
 
 
@@ -52,6 +53,10 @@ class CandidateResult:
     """Seconds (train_seconds of wall clock, cpu_seconds of the task's process): kept apart from ``extras``, which a seed determines."""
     draws: dict[str, np.ndarray] | None = None
     """The images' drawn parameter values, set by the engine in the driver when asked for."""
+    device: str | None = None
+    """The torch device the evaluation ran on (on Ray: from the GPUs Ray assigned the task)."""
+    gpu_ids: list[int] = field(default_factory=list)
+    """The GPU ids Ray assigned the task (none in this process or without a GPU request)."""
 
 
 def evaluate_job(job: CandidateJob, real: RealSplits, inputs: dict[str, Any] | None = None) -> CandidateResult:
@@ -59,8 +64,11 @@ def evaluate_job(job: CandidateJob, real: RealSplits, inputs: dict[str, Any] | N
     measured during training (the score, per-image credit), then the others, each given its
     ``inputs[name]`` (the signal's :meth:`task_input` of this round)."""
     inputs = inputs or {}
-    evaluator = build_evaluator(job.settings, real)
-    out = CandidateResult(score=math.nan)
+    assignment = ray_assignment()        # the GPUs Ray assigned this task (None: not on Ray)
+    settings = job.settings.model_copy(update={"device": placed_device(job.settings.device, assignment)})
+    evaluator = build_evaluator(settings, real)
+    out = CandidateResult(score=math.nan, device=str(getattr(evaluator, "device", settings.device)),
+                          gpu_ids=list(assignment.gpu_ids) if assignment else [])
     in_training = [s for s in job.signals if s.in_training]
     if in_training:
         m = evaluator.evaluate(job.dataset, job.fidelity, job.seed, warm_start=job.warm_start, splits=job.splits,
@@ -87,12 +95,22 @@ def evaluate_or_fail(job: CandidateJob, real: RealSplits, inputs: dict[str, Any]
     try:
         res = evaluate_job(job, real, inputs)
     except Exception as e:   # noqa: BLE001 - any failure inside one candidate's evaluation
-        return CandidateResult(score=math.nan, failed=failure_line(e))
+        return CandidateResult(score=math.nan, failed=failure_line(e) + _on_worker_hint(e))
     res.timings["cpu_seconds"] = time.process_time() - cpu0
     if "score" in job.names and not math.isfinite(res.score):
         res.failed = f"the real-val score is {res.score} (training diverged?)"
         res.score = math.nan
     return res
+
+
+def _on_worker_hint(e: BaseException) -> str:
+    """What to do when a plug-in the driver imports is missing on the Ray node that ran the task."""
+    if "expected an importable" not in str(e) or ray_assignment() is None:
+        return ""
+    import ray
+
+    return (f" on the Ray node {ray.util.get_node_ip_address()}: ship it with ray.py_modules or ray.working_dir, "
+            f"or install it on every node")
 
 
 def failure_line(e: BaseException) -> str:

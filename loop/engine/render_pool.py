@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import sys
 import time
 from typing import Any
@@ -20,64 +19,16 @@ import numpy as np
 from generator.base import Sample, render_draws, render_samples, samples_to_dataset
 from generator.dataset import Dataset
 
-from ..config import ConfigError, ExperimentConfig
+from ..config import ExperimentConfig
+from ..errors import RunFailure
+from .cluster import Waits, check_resources, ensure_ray, ray_failure, render_request
+from .devices import egl_device_for_render
 
 #: a killed render actor is restarted and its calls retried (they are pure: the same bytes)
 ACTOR_RESTARTS = 4
 
-
-#: seconds to wait for something to answer at ``--address`` before saying nothing does
-ADDRESS_TIMEOUT_S = 10.0
-
-
-def check_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
-    """A ``host:port`` address must answer a TCP connection: joining a dead address would
-    otherwise print Ray's warnings for minutes and hang."""
-    if address == "auto" or "://" in address:
-        return                         # Ray resolves these itself (the RAY_ADDRESS file, Ray Client)
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ConfigError(f"--address: expected host:port of a Ray cluster's head (e.g. 10.0.0.1:6379), got {address!r}")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as e:
-        raise ConfigError(f"--address {address}: expected a running Ray cluster there, got no answer "
-                          f"({e.strerror or e})") from None
-
-
-def check_resources(requests: dict[str, tuple[float, float]]) -> None:
-    """Every request (a name, CPUs and GPUs one task or actor asks for) must fit on one node of
-    the Ray cluster, or it would wait for ever: refuse it in one line instead."""
-    import ray
-
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    for name, (cpus, gpus) in requests.items():
-        if not any(n.get("CPU", 0.0) >= cpus and n.get("GPU", 0.0) >= gpus for n in nodes):
-            best_cpu = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
-            best_gpu = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
-            raise ConfigError(f"{name}.num_cpus/{name}.num_gpus: expected a request some Ray node can satisfy, "
-                              f"got num_cpus={cpus:g}, "
-                              f"num_gpus={gpus:g} (the largest node has {best_cpu:g} CPUs and {best_gpu:g} GPUs)")
-
-
-def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Start a local Ray (or join ``address``) once per process, quietly."""
-    import ray
-
-    if address:
-        check_address(address)
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-    if not address:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, single-user Ray; clusters keep theirs
-    env = {"PYOPENGL_PLATFORM": os.environ["PYOPENGL_PLATFORM"], "LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS", "0")}
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": "ERROR",
-                              "runtime_env": {"env_vars": env}}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+#: actors replaced per dataset (a lost node takes its actors; new ones start on nodes with room)
+ACTOR_REPLACEMENTS = 8
 
 
 def _pack(samples: list[Sample]) -> tuple:
@@ -120,6 +71,7 @@ class _Worker:
     def __init__(self, config_raw: dict[str, Any]):
         from ..config import config_from_dict
 
+        egl_device_for_render()        # before the generator opens its GL context
         self.generator = config_from_dict(config_raw).build_generator()
 
     def render(self, draws: dict[str, np.ndarray], seed: int, start: int) -> tuple:
@@ -145,28 +97,56 @@ class RenderPool:
         self.generator = config.build_generator()  # the driver only samples; its GL context stays unopened
         self.workers = config.render.workers if workers is None else workers
         self.progress = progress
+        self.waits = Waits(config.ray)
+        self._replaced: dict[int, tuple[Any, Any]] = {}
         self._actors = []
         self._starting: list[Any] = []
         if self.workers > 0:
             import ray
 
-            ensure_ray(address, num_cpus=max(self.workers, os.cpu_count() or 1))
-            check_resources({"render": (config.render.num_cpus, config.render.num_gpus)})
-            actor_cls = ray.remote(num_cpus=config.render.num_cpus, num_gpus=config.render.num_gpus,
-                                   max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS,
-                                   enable_task_events=False)(_Worker)
-            self._actors = [actor_cls.remote(config.raw) for _ in range(self.workers)]
+            ensure_ray(address, num_cpus=max(self.workers, os.cpu_count() or 1), settings=config.ray)
+            request = render_request(config, self.workers)
+            check_resources([request])
+            self._actor_cls = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS,
+                                         **request.options())(_Worker)
+            self._actors = [self._new_actor() for _ in range(self.workers)]
             self._starting = [a.ping.remote() for a in self._actors]
             if wait:
                 self.ready()
 
-    def ready(self) -> None:
-        """Block until every actor has started (a failed start raises here)."""
-        if self._starting:
-            import ray
+    def _new_actor(self) -> Any:
+        return self._actor_cls.remote(self.config.raw)
 
+    def _replace(self, actor: Any, error: BaseException) -> Any:
+        """The actor that takes over from ``actor``, lost with ``error`` (its node died, or it
+        crashed more often than Ray restarts it): one new actor per lost one, placed by Ray on any
+        node with room; every call of the lost actor reaches the same replacement."""
+        import ray
+
+        if id(actor) in self._replaced:
+            return self._replaced[id(actor)][1]
+        if len(self._replaced) >= ACTOR_REPLACEMENTS + 2 * self.workers:
+            raise RunFailure(f"render: expected the render actors to keep running, lost {len(self._replaced) + 1} "
+                             f"({ray_failure(error)})")
+        self.waits.log(f"warning: a render actor was lost ({ray_failure(error)}); a new one takes over its calls")
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:   # noqa: BLE001 - already gone with its node
+            pass
+        new = self._new_actor()
+        self._actors = [new if a is actor else a for a in self._actors]
+        self._replaced[id(actor)] = (actor, new)    # the lost handle is kept, so its id is not reused
+        return new
+
+    def ready(self) -> None:
+        """Block until every actor has started (a failed start raises here, in one line)."""
+        if self._starting:
             starting, self._starting = self._starting, []
-            ray.get(starting)
+            for value in self.waits.get_all(starting, f"render actors to start (each asks "
+                                                      f"{render_request(self.config).options()})"):
+                if isinstance(value, BaseException):
+                    raise RunFailure(f"render: expected the render actors to start, one failed ({ray_failure(value)}); "
+                                     f"a plug-in generator must be importable on every node (ray.py_modules)")
 
     def render(self, theta: Any, n: int, seed: int, info: dict[str, Any] | None = None) -> Dataset:
         return self.render_draws(self.generator.scene_draws(theta, n, seed), seed, info)
@@ -187,7 +167,7 @@ class RenderPool:
         sizes = call_sizes(n, len(self._actors), self.config.render.chunk)
         calls = list(zip(itertools.accumulate(sizes, initial=0), sizes))[::-1]  # popped from the end: largest first
         results: dict[int, list[Sample]] = {}
-        pending: dict[Any, tuple[int, Any]] = {}
+        pending: dict[Any, tuple[int, int, Any]] = {}
         # two calls in flight per actor, so no actor idles while the driver collects a result
         free = list(self._actors) * 2
         t0, done, shown = time.perf_counter(), 0, 0.0
@@ -195,10 +175,16 @@ class RenderPool:
             while calls and free:
                 (s, k), actor = calls.pop(), free.pop(0)
                 cols = {key: v[s:s + k] for key, v in draws.items()}
-                pending[actor.render.remote(cols, int(seed), s)] = (s, actor)
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            s, actor = pending.pop(ready[0])
-            results[s] = _unpack(ray.get(ready[0]))
+                pending[actor.render.remote(cols, int(seed), s)] = (s, k, actor)
+            ready = self.waits.ready(list(pending), lambda: f"render calls ({done}/{n} images rendered)")[0]
+            s, k, actor = pending.pop(ready)
+            try:
+                results[s] = _unpack(ray.get(ready))
+            except ray.exceptions.RayActorError as e:   # its node was lost: the same call on a new actor
+                new = self._replace(actor, e)
+                free = [new if a is actor else a for a in free] + [new]
+                calls.append((s, k))
+                continue
             free.append(actor)
             done += len(results[s])
             if self.progress and (done == n or time.perf_counter() - shown > 2.0):

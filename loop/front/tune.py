@@ -95,12 +95,16 @@ def theta_of(config: dict[str, Any], space) -> np.ndarray:
     return space.clip(theta)
 
 
-def make_trainable(cfg: ExperimentConfig, *, rungs: int = 4):
+def make_trainable(cfg: ExperimentConfig, *, rungs: int = 4, checkpoints: bool = True):
     """A function trainable for ``cfg``: reports ``score`` (real val) after each of ``rungs``
-    training rungs; checkpoints the model so PBT can clone a trial."""
+    training rungs; with ``checkpoints`` it saves the model after each, so PBT can clone a trial
+    (Tune copies them to its storage, which every node must reach: ``--storage``).
+
+    Wrapped in ``tune.with_parameters(trainable, real=real)`` the real set reaches each trial
+    through the object store; unwrapped, each trial reads ``evaluator.real`` by path."""
     raw, real_path = cfg.raw, os.path.abspath(cfg.evaluator.real)
 
-    def trainable(config: dict[str, Any]) -> None:
+    def trainable(config: dict[str, Any], real: Any = None) -> None:
         import torch
 
         from generator.base import derive_seed
@@ -111,7 +115,8 @@ def make_trainable(cfg: ExperimentConfig, *, rungs: int = 4):
         c = config_from_dict({**raw, "evaluator": {**raw.get("evaluator", {}), "real": real_path}})
         torch.set_num_threads(c.evaluator.threads)
         with RenderPool(c, workers=0) as pool:
-            real = load_real(c, make_missing=False, categories=pool.generator.categories, log=lambda m: None)
+            if real is None:
+                real = load_real(c, make_missing=False, categories=pool.generator.categories, log=lambda m: None)
             engine = Engine(c, pool, real, {"score"}, use_ray=False)
             theta = theta_of(config, pool.generator.space)
             seed = round_seeds(c.seed, 0, [theta])[0]      # the same for every trial: common random numbers
@@ -129,10 +134,14 @@ def make_trainable(cfg: ExperimentConfig, *, rungs: int = 4):
             if m.failed:
                 raise RunFailure(f"trial: expected rung {rung + 1} to train, it failed ({m.failed})")
             weights = m.weights
+            metrics = {"score": m.score, "steps": (rung + 1) * c.evaluator.steps, "rung": rung + 1,
+                       "device": m.device}
+            if not checkpoints:
+                tune.report(metrics)
+                continue
             with tempfile.TemporaryDirectory() as d:
                 torch.save({"weights": weights, "rung": rung}, Path(d) / "model.pt")
-                tune.report({"score": m.score, "steps": (rung + 1) * c.evaluator.steps, "rung": rung + 1},
-                            checkpoint=tune.Checkpoint.from_directory(d))
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
     return trainable
 
@@ -174,7 +183,7 @@ def _pbt(cfg: ExperimentConfig, space, *, budget: int) -> tuple[Any, dict[str, A
 
 def _check_before_ray(cfg: ExperimentConfig, scheduler: str):
     """A bad scheduler or loop option is one line before the target is made; then the real set
-    (made now if missing) is checked once. Returns the generator's space."""
+    (made now if missing) is checked once. Returns the generator's space and the real set."""
     from ..controllers import check_options
     from ..engine import load_real
 
@@ -186,34 +195,56 @@ def _check_before_ray(cfg: ExperimentConfig, scheduler: str):
         except ValueError as e:
             raise ConfigError(f"loop: {e}") from None
     gen = cfg.build_generator()
-    load_real(cfg, categories=gen.categories)
-    return gen.space
+    real = load_real(cfg, categories=gen.categories)
+    return gen.space, real
 
 
 def run_tune(cfg: ExperimentConfig, *, scheduler: str, budget: int, out: str, address: str | None = None,
-             rungs: int = 4) -> dict[str, Any]:
-    """``dropt tune``: ``budget`` trials of the config's controller under ASHA or PBT."""
+             rungs: int = 4, storage: str | None = None) -> dict[str, Any]:
+    """``dropt tune``: ``budget`` trials of the config's controller under ASHA or PBT.
+
+    The real set reaches the trials through the object store. ASHA's trials keep no
+    checkpoints, so they need no storage shared by the nodes; PBT clones trials from
+    checkpoints, kept under ``storage`` (a URI such as ``s3://bucket/path`` or a path every node
+    shares; default: beside ``out``, enough on one machine)."""
     import logging
 
-    from ..engine.render_pool import check_resources, ensure_ray
+    from ..engine.cluster import check_resources, ensure_ray, evaluator_request
+    from ..run.state import check_gpu_request
 
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    space = _check_before_ray(cfg, scheduler)
-    ensure_ray(address)
-    s = cfg.evaluator
-    check_resources({"evaluator": (s.num_cpus, s.num_gpus)})   # a trial's request
+    space, real = _check_before_ray(cfg, scheduler)
+    check_gpu_request(cfg)
+    ensure_ray(address, settings=cfg.ray)
+    check_resources([evaluator_request(cfg)])   # a trial's request
     tune_config, param_space = (_asha(cfg, space, budget=budget, rungs=rungs) if scheduler == "asha"
                                 else _pbt(cfg, space, budget=budget))
-    trainable = tune.with_resources(make_trainable(cfg, rungs=rungs), {"cpu": s.num_cpus, "gpu": s.num_gpus})
+    s = cfg.evaluator
+    trainable = tune.with_parameters(make_trainable(cfg, rungs=rungs, checkpoints=scheduler == "pbt"), real=real)
+    trainable = tune.with_resources(trainable, {"cpu": s.num_cpus, "gpu": s.num_gpus, **s.resources})
+    storage_path = storage or str(Path(out).resolve().parent)
     tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
-                       run_config=tune.RunConfig(name=Path(out).name, storage_path=str(Path(out).resolve().parent),
-                                                 verbose=1))
+                       run_config=tune.RunConfig(name=Path(out).name, storage_path=storage_path, verbose=1))
     results = tuner.fit()
-    best = results.get_best_result(metric="score", mode="max")
+    errors = [r.error for r in results if r.error is not None]
+    done = [r for r in results if r.error is None and r.metrics and "score" in r.metrics]
+    if not done:
+        raise RunFailure(f"tune: expected at least one trial to report a score, all {len(results)} failed "
+                         f"({_error_line(errors[0]) if errors else 'no trial reported'})")
+    best = max(done, key=lambda r: float(r.metrics["score"]))
     named = {k[len(THETA_PREFIX):]: float(v) for k, v in best.config.items() if k.startswith(THETA_PREFIX)}
     summary = {"scheduler": scheduler, "trials": len(results), "best_val": float(best.metrics["score"]),
-               "best_steps": int(best.metrics.get("steps", 0)), "theta": named,
-               "errors": sum(1 for r in results if r.error is not None)}
+               "best_steps": int(best.metrics.get("steps", 0)), "theta": named, "errors": len(errors),
+               "storage": storage_path}
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "best.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
+    if errors:
+        raise RunFailure(f"tune: {len(errors)} of {len(results)} trials failed ({_error_line(errors[0])}); "
+                         f"the best of the others is in {Path(out) / 'best.json'}")
     return summary
+
+
+def _error_line(e: BaseException) -> str:
+    cause = getattr(e, "cause", None) or e
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[-1][:200] if lines else ''}"

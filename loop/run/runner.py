@@ -108,6 +108,8 @@ def _record(run: RunState, r: int, thetas, seeds, results, seconds: dict[str, fl
     run.rd.append_round([{"round": r, "candidate": i, "seed": s, "score": num(res.score),
                           "metrics": {k: num(v) for k, v in sorted({**res.extras, **res.timings}.items())},
                           "theta": {k: round(float(v), 6) for k, v in space.named(theta).items()},
+                          **({"device": res.device} if res.device else {}),
+                          **({"ray_gpus": res.gpu_ids} if res.gpu_ids else {}),
                           **({"failed": res.failed} if res.failed else {})}
                          for i, (theta, s, res) in enumerate(zip(thetas, seeds, results))])
     run.checkpoint(r)

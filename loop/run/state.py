@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterator
 from ..config import ConfigError, ExperimentConfig
 from ..controllers import Controller, check_options, make_controller
 from ..engine import Engine, evaluator_class, load_real
-from ..engine.render_pool import RenderPool, check_resources, ensure_ray
+from ..engine.cluster import check_resources, ensure_ray, evaluator_request, render_request
+from ..engine.render_pool import RenderPool
 from .run_dir import RunDir, RunDirError, read_json
 
 Log = Callable[[str], None]
@@ -98,11 +99,21 @@ def _start_ray(cfg: ExperimentConfig, address: str | None) -> bool:
         raise ConfigError("evaluator.ray: expected true (or unset) when the render actors run on Ray "
                           f"(render.workers = {cfg.render.workers}), got false")
     if use_ray:
-        # render actors and evaluation tasks alternate within a round: count the actors'
-        # reservation on top of the cores, so they do not starve the evaluation tasks
-        ensure_ray(address, num_cpus=(os.cpu_count() or 1) + math.ceil(cfg.render.workers * cfg.render.num_cpus))
-        check_resources({"evaluator": (cfg.evaluator.num_cpus, cfg.evaluator.num_gpus)})
+        check_gpu_request(cfg)
+        # render actors and evaluation tasks alternate within a round: a local Ray counts the
+        # actors' reservation on top of the cores, so they do not starve the evaluation tasks
+        ensure_ray(address, num_cpus=(os.cpu_count() or 1) + math.ceil(cfg.render.workers * cfg.render.num_cpus),
+                   settings=cfg.ray)
+        check_resources([render_request(cfg), evaluator_request(cfg)])
     return use_ray
+
+
+def check_gpu_request(cfg: ExperimentConfig) -> None:
+    """On Ray a task uses only the GPUs Ray assigned it: ``device = 'cuda'`` needs a GPU request."""
+    e = cfg.evaluator
+    if e.device.startswith("cuda") and e.num_gpus <= 0:
+        raise ConfigError(f"evaluator.num_gpus: expected > 0 with evaluator.device = {e.device!r} on Ray (a task "
+                          f"uses only the GPUs Ray assigns it), got {e.num_gpus:g}")
 
 
 @contextmanager

@@ -22,17 +22,21 @@ def add(sub) -> None:
 
 
 def cmd_run(args) -> int:
-    from ...config import ConfigError, load_config
+    from ...config import PLACEMENT_KEYS, ConfigError, is_placement_key, load_config
     from ...run.runner import run_loop
 
     if args.resume:
-        if args.config or args.overrides or args.optimizer or args.budget or args.seed is not None:
-            raise ConfigError("--resume: expected no CONFIG, --set, --optimizer, --budget or --seed "
+        if args.config or args.optimizer or args.budget or args.seed is not None:
+            raise ConfigError("--resume: expected no CONFIG, --optimizer, --budget or --seed "
                               "(a resumed run keeps its own config.toml)")
+        for o in args.overrides:
+            if not is_placement_key(o.partition("=")[0].strip()):
+                raise ConfigError(f"--resume --set: expected a key of where the work runs ({', '.join(PLACEMENT_KEYS)}"
+                                  f"; the scores do not depend on them), got {o!r}")
         if not (Path(args.resume) / "config.toml").is_file():
             raise ConfigError(f"--resume: expected a run directory with a checkpoint and config.toml, "
                               f"{Path(args.resume) / 'config.toml'} not found")
-        cfg = load_config(Path(args.resume) / "config.toml")
+        cfg = load_config(Path(args.resume) / "config.toml", args.overrides)
         out = args.resume
     else:
         if not args.config:
