@@ -178,3 +178,43 @@ def test_a_lost_render_actor_is_replaced_and_the_dataset_keeps_its_bytes(smoke_r
         assert len(said) == 1                    # both of its calls in flight went to the one replacement
     assert [a.tobytes() for a in after.images] == [b.tobytes() for b in before.images]
     assert after.annotations == before.annotations
+
+
+# --- images stay where they are rendered ---------------------------------------------------------
+
+def test_the_driver_holds_no_images_and_lost_ones_are_rendered_again(smoke_real):
+    import ray
+
+    from loop.engine import Engine, load_real
+    from loop.engine.remote_dataset import RemoteDataset
+    from loop.engine.render_pool import RenderPool
+
+    base = tiny(smoke_real, "evaluator.final_seeds=1")
+    cfg = load_config(SMOKE, [*base, "render.workers=2", "render.num_cpus=0.5", "render.chunk=3",
+                              "evaluator.ray=true"])
+    with RenderPool(load_config(SMOKE, base)) as here:
+        theta = here.generator.space.to_vector()
+        want = here.render(theta, 8, 5)
+        local = Engine(load_config(SMOKE, base), here, load_real(cfg, log=lambda m: None), {"score"}, use_ray=False)
+        want_score = local.train([want], [5])[0].score
+    with RenderPool(cfg) as pool:
+        engine = Engine(cfg, pool, load_real(cfg, log=lambda m: None), {"score"}, use_ray=True)
+        ds = engine.render(theta, 8, 5)
+        assert isinstance(ds, RemoteDataset) and len(ds) == 8 and ds.sizes == [3, 3, 2]
+        got = ds.fetch()                  # the images, fetched only where they are trained on
+        assert [a.tobytes() for a in got.images] == [b.tobytes() for b in want.images]
+        assert got.annotations == want.annotations
+        assert engine.train([ds], [5])[0].score == want_score
+        # a chunk whose render actor died with its node before making it: the engine renders again
+        gone = ray.remote(num_cpus=0)(_Gone).remote()
+        ray.kill(gone, no_restart=True)
+        ds.chunks[1] = gone.chunk.remote()
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(ds.chunks[1])
+        res = engine.train([ds], [5])[0]
+        assert res.failed is None and res.score == want_score
+
+
+class _Gone:
+    def chunk(self):
+        return None

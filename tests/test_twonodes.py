@@ -162,3 +162,8 @@ def test_a_ray_job_runs_dropt_with_its_own_runtime_env(cluster, files, local, tm
     local_dir, local_best = local
     assert rows(out) == rows(local_dir)
     assert json.loads((out / "best.json").read_text())["test"] == local_best["test"]
+    # the render calls are visible in Ray's state API (`ray list tasks`)
+    listed = subprocess.run([str(BIN / "ray"), "list", "tasks", "--address", cluster.dashboard, "--format", "json",
+                             "--limit", "10000"], env=env, capture_output=True, text=True, timeout=120)
+    names = {t.get("name") for t in json.loads(listed.stdout)}
+    assert "_Worker.render_kept" in names, sorted(n for n in names if n)[:20]

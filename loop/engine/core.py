@@ -24,6 +24,7 @@ from .evaluators import check_evaluator, fidelity
 from .cluster import Waits, evaluator_request
 from .executor import Executor
 from .jobs import CandidateJob, CandidateResult
+from .remote_dataset import RemoteDataset, concat
 from .warm import WarmStart
 
 
@@ -58,6 +59,8 @@ class Engine:
                                            for c in classes}
         self.executor = Executor(use_ray=use_ray, request=evaluator_request(cfg), waits=Waits(cfg.ray))
         self.real_ref = self.executor.put(real)
+        self.remote = use_ray
+        """Rendered images stay on the render actors' nodes (:mod:`loop.engine.remote_dataset`)."""
         self.fidelity: Fidelity = fidelity(self.settings)
         self.warm = (WarmStart(self, anchor=self.settings.warm_anchor, steps=self.settings.warm_steps, seed=cfg.seed)
                      if self.settings.warm_steps else None)
@@ -87,7 +90,7 @@ class Engine:
         """Each candidate's per-image draws and its rendered dataset."""
         t0 = time.perf_counter()
         draws = [self.renderer.generator.scene_draws(t, self.settings.images, s) for t, s in zip(thetas, seeds)]
-        datasets = [self.renderer.render_draws(d, s) for d, s in zip(draws, seeds)]
+        datasets = [self.renderer.render_draws(d, s, remote=self.remote) for d, s in zip(draws, seeds)]
         self.seconds["render"] += time.perf_counter() - t0
         return draws, datasets
 
@@ -105,12 +108,24 @@ class Engine:
         jobs = [CandidateJob(self.settings, ds, fidelity or self.fidelity, s, classes, splits=splits,
                              warm_start=warm_start, keep_weights=keep_weights) for ds, s in zip(datasets, seeds)]
         results = self.executor.run(jobs, self.real_ref, inputs)
+        lost = [i for i, res in enumerate(results) if res.lost_images and isinstance(jobs[i].dataset, RemoteDataset)]
+        if lost:        # a node died with images no task had fetched: render them again (same bytes), once
+            for i in lost:
+                jobs[i].dataset = self._render_again(jobs[i].dataset)
+            for i, res in zip(lost, self.executor.run([jobs[i] for i in lost], self.real_ref, inputs)):
+                results[i] = res
         self.seconds["evaluate"] += time.perf_counter() - t0
         return results
 
+    def _render_again(self, dataset: RemoteDataset) -> RemoteDataset:
+        parts = [self.renderer.render_draws(d, s, remote=True) for d, s in dataset.recipe]
+        again = concat(parts)
+        again.info = dict(dataset.info)
+        return again
+
     def render(self, theta: np.ndarray, n: int, seed: int):
         t0 = time.perf_counter()
-        ds = self.renderer.render(theta, n, seed)
+        ds = self.renderer.render(theta, n, seed, remote=self.remote)
         self.seconds["render"] += time.perf_counter() - t0
         return ds
 

@@ -20,6 +20,7 @@ from generator.dataset import Dataset
 
 from ..config import EvaluatorSettings
 from .devices import placed_device, ray_assignment
+from .remote_dataset import local
 from .evaluators import build_evaluator
 
 
@@ -57,6 +58,8 @@ class CandidateResult:
     """The torch device the evaluation ran on (on Ray: from the GPUs Ray assigned the task)."""
     gpu_ids: list[int] = field(default_factory=list)
     """The GPU ids Ray assigned the task (none in this process or without a GPU request)."""
+    lost_images: bool = False
+    """The task failed because its remote images were lost with their node (the engine renders them again)."""
 
 
 def evaluate_job(job: CandidateJob, real: RealSplits, inputs: dict[str, Any] | None = None) -> CandidateResult:
@@ -64,6 +67,7 @@ def evaluate_job(job: CandidateJob, real: RealSplits, inputs: dict[str, Any] | N
     measured during training (the score, per-image credit), then the others, each given its
     ``inputs[name]`` (the signal's :meth:`task_input` of this round)."""
     inputs = inputs or {}
+    dataset = local(job.dataset)         # a remote dataset's chunks come from the nodes that rendered them
     assignment = ray_assignment()        # the GPUs Ray assigned this task (None: not on Ray)
     settings = job.settings.model_copy(update={"device": placed_device(job.settings.device, assignment)})
     evaluator = build_evaluator(settings, real)
@@ -71,14 +75,14 @@ def evaluate_job(job: CandidateJob, real: RealSplits, inputs: dict[str, Any] | N
                           gpu_ids=list(assignment.gpu_ids) if assignment else [])
     in_training = [s for s in job.signals if s.in_training]
     if in_training:
-        m = evaluator.evaluate(job.dataset, job.fidelity, job.seed, warm_start=job.warm_start, splits=job.splits,
+        m = evaluator.evaluate(dataset, job.fidelity, job.seed, warm_start=job.warm_start, splits=job.splits,
                                per_image=tuple(s.name for s in in_training if s.per_image))
         out.score, out.extras, out.per_image = float(m.score), dict(m.extras), dict(m.per_image)
         out.timings["train_seconds"] = m.timings.get("train", 0.0)
         out.weights = m.weights if job.keep_weights else None
     for s in job.signals:
         if not s.in_training:
-            extras, values = s.compute(evaluator, job.dataset, inputs.get(s.name))
+            extras, values = s.compute(evaluator, dataset, inputs.get(s.name))
             out.extras.update(extras)
             if values is not None:
                 out.per_image[s.name] = np.asarray(values, dtype=np.float64)
@@ -95,12 +99,21 @@ def evaluate_or_fail(job: CandidateJob, real: RealSplits, inputs: dict[str, Any]
     try:
         res = evaluate_job(job, real, inputs)
     except Exception as e:   # noqa: BLE001 - any failure inside one candidate's evaluation
-        return CandidateResult(score=math.nan, failed=failure_line(e) + _on_worker_hint(e))
+        return CandidateResult(score=math.nan, failed=failure_line(e) + _on_worker_hint(e), lost_images=_lost(e))
     res.timings["cpu_seconds"] = time.process_time() - cpu0
     if "score" in job.names and not math.isfinite(res.score):
         res.failed = f"the real-val score is {res.score} (training diverged?)"
         res.score = math.nan
     return res
+
+
+def _lost(e: BaseException) -> bool:
+    if ray_assignment() is None:
+        return False
+    import ray
+
+    # a chunk lost with its node, or one whose render actor died before it was made
+    return isinstance(e, (ray.exceptions.ObjectLostError, ray.exceptions.RayActorError))
 
 
 def _on_worker_hint(e: BaseException) -> str:

@@ -16,30 +16,20 @@ from typing import Any
 
 import numpy as np
 
-from generator.base import Sample, render_draws, render_samples, samples_to_dataset
+from generator.base import render_draws, render_samples, samples_to_dataset
 from generator.dataset import Dataset
 
 from ..config import ExperimentConfig
 from ..errors import RunFailure
 from .cluster import Waits, check_resources, ensure_ray, ray_failure, render_request
 from .devices import egl_device_for_render
+from .remote_dataset import RemoteDataset, pack, unpack
 
 #: a killed render actor is restarted and its calls retried (they are pure: the same bytes)
 ACTOR_RESTARTS = 4
 
 #: actors replaced per dataset (a lost node takes its actors; new ones start on nodes with room)
 ACTOR_REPLACEMENTS = 8
-
-
-def _pack(samples: list[Sample]) -> tuple:
-    depths = [s.depth for s in samples]
-    stacked_depth = np.stack(depths) if samples and all(d is not None for d in depths) else None
-    return np.stack([s.image for s in samples]), stacked_depth, [s.annotations for s in samples]
-
-
-def _unpack(packed: tuple) -> list[Sample]:
-    images, depths, anns = packed
-    return [Sample(images[i], anns[i], None if depths is None else depths[i]) for i in range(len(anns))]
 
 
 def call_sizes(n: int, workers: int, chunk: int = 0, smallest: int = 16, largest: int = 256) -> list[int]:
@@ -79,7 +69,13 @@ class _Worker:
         The actor derives the per-image seeds itself (off the driver's serial path). A chunk in,
         a chunk out, both column-wise (stacked images, stacked depths, annotation lists): a few
         arrays cross Ray far faster than many small objects."""
-        return _pack(render_samples(self.generator, draws, seed, start))
+        return pack(render_samples(self.generator, draws, seed, start))
+
+    def render_kept(self, draws: dict[str, np.ndarray], seed: int, start: int) -> tuple[tuple, int]:
+        """:meth:`render`, called with ``num_returns=2``: the chunk stays in this node's object
+        store (its reference goes to the evaluation task) and only its size goes to the driver."""
+        packed = self.render(draws, seed, start)
+        return packed, len(packed[2])
 
     def ping(self) -> int:
         return os.getpid()
@@ -148,26 +144,41 @@ class RenderPool:
                     raise RunFailure(f"render: expected the render actors to start, one failed ({ray_failure(value)}); "
                                      f"a plug-in generator must be importable on every node (ray.py_modules)")
 
-    def render(self, theta: Any, n: int, seed: int, info: dict[str, Any] | None = None) -> Dataset:
-        return self.render_draws(self.generator.scene_draws(theta, n, seed), seed, info)
+    def render(self, theta: Any, n: int, seed: int, info: dict[str, Any] | None = None, *,
+               remote: bool = False) -> Dataset | RemoteDataset:
+        return self.render_draws(self.generator.scene_draws(theta, n, seed), seed, info, remote=remote)
 
-    def render_draws(self, draws: dict[str, np.ndarray], seed: int, info: dict[str, Any] | None = None) -> Dataset:
+    def render_draws(self, draws: dict[str, np.ndarray], seed: int, info: dict[str, Any] | None = None, *,
+                     remote: bool = False) -> Dataset | RemoteDataset:
         """Render already drawn per-image parameter values (callers that also need the draws,
-        such as the score-function controllers, draw them once)."""
+        such as the score-function controllers, draw them once). With ``remote`` and render
+        actors, the images stay on the actors' nodes: a :class:`RemoteDataset` comes back."""
         gen = self.generator
         meta = {"seed": int(seed), **gen.config(), **(info or {})}
         if not self._actors:
             ds = render_draws(gen, draws, seed)
             ds.info.update(meta)
             return ds
+        self.ready()
+        chunks = self._render_chunks(draws, seed, remote)
+        if remote:
+            starts = sorted(chunks)
+            return RemoteDataset([chunks[s][0] for s in starts], [chunks[s][1] for s in starts], list(gen.categories),
+                                 meta, [(draws, int(seed))])
+        samples = [smp for s in sorted(chunks) for smp in unpack(chunks[s])]
+        return samples_to_dataset(samples, gen.categories, meta)
+
+    def _render_chunks(self, draws: dict[str, np.ndarray], seed: int, remote: bool) -> dict[int, Any]:
+        """Each chunk's result by its first image index: the packed images, or with ``remote``
+        (the chunk's object reference, its size). Calls go to whichever actor is free; a lost
+        actor's calls go to its replacement."""
         import ray
 
-        self.ready()
         n = len(next(iter(draws.values()))) if draws else 0
         sizes = call_sizes(n, len(self._actors), self.config.render.chunk)
         calls = list(zip(itertools.accumulate(sizes, initial=0), sizes))[::-1]  # popped from the end: largest first
-        results: dict[int, list[Sample]] = {}
-        pending: dict[Any, tuple[int, int, Any]] = {}
+        results: dict[int, Any] = {}
+        pending: dict[Any, tuple[int, int, Any, Any]] = {}
         # two calls in flight per actor, so no actor idles while the driver collects a result
         free = list(self._actors) * 2
         t0, done, shown = time.perf_counter(), 0, 0.0
@@ -175,25 +186,29 @@ class RenderPool:
             while calls and free:
                 (s, k), actor = calls.pop(), free.pop(0)
                 cols = {key: v[s:s + k] for key, v in draws.items()}
-                pending[actor.render.remote(cols, int(seed), s)] = (s, k, actor)
+                if remote:
+                    chunk, size = actor.render_kept.options(num_returns=2).remote(cols, int(seed), s)
+                else:
+                    chunk = size = actor.render.remote(cols, int(seed), s)
+                pending[size] = (s, k, actor, chunk)
             ready = self.waits.ready(list(pending), lambda: f"render calls ({done}/{n} images rendered)")[0]
-            s, k, actor = pending.pop(ready)
+            s, k, actor, chunk = pending.pop(ready)
             try:
-                results[s] = _unpack(ray.get(ready))
+                value = ray.get(ready)       # with remote: the chunk's size, a few bytes
             except ray.exceptions.RayActorError as e:   # its node was lost: the same call on a new actor
                 new = self._replace(actor, e)
                 free = [new if a is actor else a for a in free] + [new]
                 calls.append((s, k))
                 continue
+            results[s] = (chunk, value) if remote else value
             free.append(actor)
-            done += len(results[s])
+            done += k
             if self.progress and (done == n or time.perf_counter() - shown > 2.0):
                 shown = time.perf_counter()
                 rate = done / max(shown - t0, 1e-9)
                 eta = (n - done) / max(rate, 1e-9)
                 print(f"rendered {done}/{n} images  {rate:.0f} img/s  ETA {eta:.0f} s", file=sys.stderr, flush=True)
-        samples = [smp for s in sorted(results) for smp in results[s]]
-        return samples_to_dataset(samples, gen.categories, meta)
+        return results
 
     def close(self) -> None:
         if self._actors:

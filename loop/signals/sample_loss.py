@@ -13,7 +13,6 @@ from typing import ClassVar
 import numpy as np
 
 from generator.base import derive_seed
-from generator.dataset import concat_datasets
 
 from ..errors import RunFailure
 from .base import Signal
@@ -41,7 +40,9 @@ class SampleLoss(Signal):
 
     def after_round(self, engine, round_index, datasets, results):
         """The task model trains on the whole round (warm start); real val scores it."""
-        m = engine.train([concat_datasets(datasets)], [derive_seed(self.seed, round_index, TASK_MODEL_KEY)],
+        from ..engine.remote_dataset import concat
+
+        m = engine.train([concat(datasets)], [derive_seed(self.seed, round_index, TASK_MODEL_KEY)],
                          warm_start=self.weights, keep_weights=True)[0]
         if m.failed:
             raise RunFailure(f"round {round_index + 1}: expected the task model to train, it failed ({m.failed})")
