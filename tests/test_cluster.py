@@ -43,6 +43,11 @@ def test_the_address_is_the_flag_else_ray_address(monkeypatch):
     assert cluster_address(None) is None and cluster_address("10.0.0.1:6379") == "10.0.0.1:6379"
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6380")       # as inside a Ray Job
     assert cluster_address(None) == "127.0.0.1:6380" and cluster_address("h:1") == "h:1"
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")          # nothing there: one line naming where it came from
+    from loop.engine.cluster import ensure_ray
+
+    with pytest.raises(ConfigError, match=r"^RAY_ADDRESS 127.0.0.1:1: expected a running Ray cluster there"):
+        ensure_ray()
 
 
 # --- requests against the cluster ----------------------------------------------------------------

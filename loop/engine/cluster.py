@@ -36,18 +36,18 @@ def cluster_address(address: str | None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
-def check_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
+def check_address(address: str, timeout: float = ADDRESS_TIMEOUT_S, key: str = "--address") -> None:
     """A ``host:port`` address must answer a TCP connection: joining a dead address would
     otherwise print Ray's warnings for minutes and hang."""
     if address == "auto" or "://" in address:
         return                         # Ray resolves these itself (the RAY_ADDRESS file, Ray Client)
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ConfigError(f"--address: expected host:port of a Ray cluster's head (e.g. 10.0.0.1:6379), got {address!r}")
+        raise ConfigError(f"{key}: expected host:port of a Ray cluster's head (e.g. 10.0.0.1:6379), got {address!r}")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as e:
-        raise ConfigError(f"--address {address}: expected a running Ray cluster there, got no answer "
+        raise ConfigError(f"{key} {address}: expected a running Ray cluster there, got no answer "
                           f"({e.strerror or e})") from None
 
 
@@ -101,9 +101,10 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, settings
     """Start a local Ray (or join ``address`` / ``RAY_ADDRESS``) once per process, quietly."""
     import ray
 
+    key = "--address" if address else "RAY_ADDRESS"
     address = cluster_address(address)
     if address:
-        check_address(address)
+        check_address(address, key=key)
     env = runtime_env(settings)        # checks the config's folders even when Ray is up already
     if ray.is_initialized():
         return
