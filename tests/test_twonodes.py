@@ -3,8 +3,8 @@ equal to a local one that survives losing a node, what each task is told about G
 plug-in shipped to the workers (and the one line when it is not), `dropt tune`, and a Ray Job.
 
 Each command runs as a user would run it, as its own process (`dropt run --address ...`,
-`ray job submit ...`); the driver's files (config, real set, plug-in, run folder) lie under
-/tmp, which the second node cannot see.
+`ray job submit ...`); the driver's files (config, real set, plug-in, run folder) lie in the
+tests' temporary folder, which the second node cannot see.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from smoke import SMOKE, tiny
 from twonodes import BIN, TwoNodes, can_unshare
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not can_unshare(), reason="needs unshare -m (root) for a node "
-                                                                             "with a private /tmp")]
+                                                                             "that cannot see the driver's files")]
 
 PLUGIN = '''
 from evaluator.detection import DetectionEvaluator
@@ -38,14 +38,15 @@ class ShippedDetection(DetectionEvaluator):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = TwoNodes(tmp_path_factory.mktemp("cluster")).start()
+    # the second node sees none of the tests' files (the driver's config, real set, plug-in, runs)
+    c = TwoNodes(tmp_path_factory.mktemp("cluster"), hide=[tmp_path_factory.getbasetemp()]).start()
     yield c
     c.stop()
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """The driver's files, under /tmp: a real set, a plug-in package and a tiny config's overrides."""
+    """The driver's files, hidden from the second node: a real set, a plug-in package and a tiny config's overrides."""
     root = tmp_path_factory.mktemp("driver")
     make_target(load_config(SMOKE, ["target.val=6", "target.test=6"]), root / "real", workers=0, progress=False)
     (root / "plugins" / "dropt_shipped").mkdir(parents=True)
@@ -113,7 +114,7 @@ def test_a_run_survives_losing_a_node_and_equals_a_local_run(cluster, files, loc
 
 def test_tasks_use_the_gpu_ray_assigned_and_a_plug_in_reaches_the_workers(cluster, files, tmp_path):
     """The fake GPU is on the second node only: evaluation tasks asking for half of it run there,
-    with the plug-in evaluator shipped by ray.py_modules (that node cannot see the driver's /tmp)."""
+    with the plug-in evaluator shipped by ray.py_modules (that node cannot see the driver's files)."""
     base = [*tiny(files / "real", "evaluator.final_seeds=1"), 'evaluator.task="dropt_shipped:ShippedDetection"',
             "evaluator.ray=true", "evaluator.num_gpus=0.5", "render.workers=1"]
     env = {"PYTHONPATH": str(files / "plugins")}         # the driver imports it; the workers cannot
@@ -167,3 +168,14 @@ def test_a_ray_job_runs_dropt_with_its_own_runtime_env(cluster, files, local, tm
                              "--limit", "10000"], env=env, capture_output=True, text=True, timeout=120)
     names = {t.get("name") for t in json.loads(listed.stdout)}
     assert "_Worker.render_kept" in names, sorted(n for n in names if n)[:20]
+
+
+def test_the_second_node_cannot_see_the_drivers_files(cluster, files):
+    probe = ("import os, sys, ray; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+             "f = ray.remote(num_cpus=0, resources={'second': 0.01})(lambda p: os.path.exists(p)); "
+             "print(ray.get(f.remote(sys.argv[2])), os.path.exists(sys.argv[2]))")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([str(BIN / "python"), "-c", probe, cluster.address, str(files / "real" / "val")],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]    # there: no; here: yes

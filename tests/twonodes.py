@@ -1,8 +1,9 @@
 """A two-node Ray cluster on this host, started as docs/howto/cluster.md starts one.
 
 The head runs ``ray start --head``; the second node runs ``ray start --address`` inside its own
-mount namespace with a private ``/tmp`` (``unshare -m``), so it cannot read what the driver
-writes there: a run that works on it needs no shared filesystem. The second node carries a
+mount namespace (``unshare -m``) where the folders the driver writes (``hide``: the tests'
+temporary folder) and the cluster's temp folder are empty tmpfs mounts, so it cannot read what
+the driver writes: a run that works on it needs no shared filesystem. The second node carries a
 fake GPU (``--num-gpus=1``) and a custom resource ``second`` to place work on it. Every process
 is stopped by its PID (found by the cluster's own temp folder), never by ``ray stop``, which
 would stop every Ray on the host.
@@ -31,7 +32,7 @@ def free_port() -> int:
 
 
 def can_unshare() -> bool:
-    """Whether a private mount namespace with its own /tmp can be made here (root, util-linux)."""
+    """Whether a private mount namespace with its own tmpfs mounts can be made here (root, util-linux)."""
     if shutil.which("unshare") is None:
         return False
     cmd = ["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /tmp"]
@@ -45,8 +46,9 @@ def _node_ports() -> list[str]:
 
 
 class TwoNodes:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, hide: list[Path] = ()):
         self.root = Path(root)
+        self.hide = [Path(p) for p in hide]
         # the cluster's own temp folder names its processes; short, since Ray's socket paths under
         # it must stay within AF_UNIX's 107 bytes
         self.temp = Path(tempfile.mkdtemp(prefix="dropt-ray-", dir="/tmp"))
@@ -70,7 +72,8 @@ class TwoNodes:
     def start_second(self) -> None:
         second = [str(BIN / "ray"), "start", f"--address={self.address}", "--num-cpus=2", "--num-gpus=1",
                   "--resources=" + json.dumps({"second": 1}), "--disable-usage-stats", *_node_ports(), "--block"]
-        inner = "mount -t tmpfs tmpfs /tmp && exec " + " ".join(f"'{a}'" for a in second)
+        mounts = "".join(f"mount -t tmpfs tmpfs '{p}' && " for p in [*self.hide, self.temp])
+        inner = mounts + "exec " + " ".join(f"'{a}'" for a in second)
         self._second = subprocess.Popen(["unshare", "-m", "sh", "-c", inner], env=self.env,
                                         stdout=open(self.root / "second.log", "a"), stderr=subprocess.STDOUT,
                                         start_new_session=True)
