@@ -25,7 +25,7 @@ from loop.run.run_dir import RunDir, RunDirError
 from loop.run.runner import run_loop
 from loop.engine.target import make_target
 
-from smoke import ROOT, SMOKE  # noqa: E402
+from smoke import ROOT, SMOKE, one_line_exit  # noqa: E402
 QUIET = {"log": lambda m: None}
 
 
@@ -268,25 +268,12 @@ CONFIG_CASES = [
 
 def _one_line_exit_2(capsys, argv) -> str:
     """A usage error: exit status 2 and one line."""
-    return _one_line_exit(capsys, argv, 2)
+    return one_line_exit(capsys, argv, 2)
 
 
 def _one_line_exit_1(capsys, argv) -> str:
     """A runtime failure: exit status 1 and one line."""
-    return _one_line_exit(capsys, argv, 1)
-
-
-def _one_line_exit(capsys, argv, want: int) -> str:
-    try:
-        code = main(argv)
-    except SystemExit as e:        # argparse's own errors
-        code = e.code
-    err = capsys.readouterr().err.strip()
-    errors = [line for line in err.splitlines() if " error: " in line or line.startswith("error")]
-    assert code == want, (code, err)
-    # the error is one line, the last one (progress lines of the rounds that ran may precede it)
-    assert len(errors) == 1 and err.splitlines()[-1] == errors[0] and "Traceback" not in err, err
-    return errors[0]
+    return one_line_exit(capsys, argv, 1)
 
 
 @pytest.mark.parametrize("case,overrides,fragment", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
