@@ -8,6 +8,8 @@ allow, so the same seed always gives the same two sets.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,22 @@ class RealSplits:
 
     def describe(self) -> str:
         return f"{self.source}: {len(self.val)} val / {len(self.test)} test images"
+
+    def sha256(self) -> str:
+        """A digest of both splits' pixels, annotations and categories: a resumed run checks that
+        it scores on the set it started with."""
+        h = hashlib.sha256()
+        for ds in (self.val, self.test):
+            coco = ds.to_coco()
+            h.update(json.dumps([coco["annotations"], coco["categories"]], sort_keys=True).encode())
+            for im in ds.images:
+                h.update(image_digest(im))
+        return h.hexdigest()
+
+
+def image_digest(im: np.ndarray) -> bytes:
+    """A digest of an image's decoded pixels and shape (the same for a copy or a re-encoding)."""
+    return hashlib.blake2b(repr(im.shape).encode() + np.ascontiguousarray(im).tobytes(), digest_size=16).digest()
 
 
 def split_indices(n: int, seed: int, val_fraction: float = 0.5,
@@ -80,6 +98,43 @@ def load_coco_real(root: str | Path, *, seed: int = 0, val_fraction: float = 0.5
     val.info.update(info, split="val")
     test.info.update(info, split="test")
     return RealSplits(val, test, f"{root} (split with seed {seed})")
+
+
+def check_real_splits(real: RealSplits, key: str) -> None:
+    """What scoring on ``real`` needs, checked once for `dropt run` and `dropt eval` (``key`` names
+    the setting or flag that gave the set): in each split at least 2 images of one size and channel
+    count and some annotations COCO scoring counts (crowd regions it ignores: a set of only those
+    scores 0 whatever the detector does); and a test split that shares no image with val."""
+    for split in ("val", "test"):
+        ds: Dataset = getattr(real, split)
+        if len(ds) < 2:
+            raise DatasetError(f"{key}: expected at least 2 images in the {split} split, got {len(ds)} ({real.source})")
+        objects = [o for objs in ds.annotations for o in objs]
+        if not objects:
+            raise DatasetError(f"{key}: expected annotations in the {split} split, got none ({real.source})")
+        if all(o.iscrowd for o in objects):
+            raise DatasetError(f"{key}: expected non-crowd annotations (iscrowd 0) in the {split} split, got only "
+                               f"crowd ones, which COCO scoring ignores ({real.source})")
+        shapes = sorted({im.shape for im in ds.images})
+        if len(shapes) > 1:
+            raise DatasetError(f"{key}: expected {split} images of one size and channel count, got "
+                               f"{' and '.join('×'.join(map(str, s)) for s in shapes[:3])} ({real.source})")
+    _check_disjoint(real, key)
+
+
+def _check_disjoint(real: RealSplits, key: str) -> None:
+    """No test image with the pixels of a val image (the same files, test/ a link to val/, or a
+    copy): TEST must never be seen by the search. Compared by a digest of the decoded pixels."""
+    val_index = {d: i for i, d in reversed(list(enumerate(map(image_digest, real.val.images))))}
+    for j, d in enumerate(map(image_digest, real.test.images)):
+        if d in val_index:
+            raise DatasetError(f"{key}: expected val and test splits with no image in common (TEST must never be "
+                               f"seen by the search), got test image {_image_name(real.test, j)} identical to val "
+                               f"image {_image_name(real.val, val_index[d])} ({real.source})")
+
+
+def _image_name(ds: Dataset, i: int) -> str:
+    return ds.file_names[i] if ds.file_names is not None else f"#{i + 1}"
 
 
 def digits_dataset(images: np.ndarray, labels: np.ndarray, info: dict | None = None) -> Dataset:

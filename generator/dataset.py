@@ -147,35 +147,11 @@ class Dataset:
 
     def write_coco_set(self, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write a whole COCO set to a folder that is new or empty (or, with ``overwrite``, that
-        is replaced). The set is written beside it first and renamed into place, so the folder
-        never holds a mix of an old and a new set; returns the annotations path."""
-        import shutil
-        import tempfile
+        holds a set dropt wrote), all at once (see :mod:`generator.out_dir`); returns the
+        annotations path."""
+        from .out_dir import write_folder
 
-        out = Path(out_dir)
-        check_out_dir(out, overwrite=overwrite)
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        except OSError as e:
-            raise DatasetError(f"--out: expected a folder dropt can write, {out.parent}: {e.strerror or e}") from None
-        try:
-            self.write_coco(tmp)
-            old = None
-            if out.exists():
-                old = out.with_name(f".{out.name}.old-{os.getpid()}")
-                os.replace(out, old)
-            os.replace(tmp, out)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise DatasetError(f"--out: could not write the set to {out} ({e.strerror or e}); nothing was "
-                               f"changed there") from None
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out / "annotations.json"
+        return write_folder(Path(out_dir), self.write_coco, overwrite=overwrite) / "annotations.json"
 
     @classmethod
     def read_coco(cls, root: str | os.PathLike, annotations: str | os.PathLike | None = None) -> "Dataset":
@@ -190,7 +166,10 @@ class Dataset:
             coco = json.loads(ann_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DatasetError(f"{ann_path}: expected JSON, got a parse error: {e}") from None
-        from .coco_checks import check_coco
+        except RecursionError:
+            raise DatasetError(f"{ann_path}: expected COCO JSON, got arrays or objects nested too deep to "
+                               f"parse") from None
+        from .coco_checks import check_coco, check_value_max
 
         check_coco(coco, root, ann_path)
         cats = sorted(coco["categories"], key=lambda c: c["id"])
@@ -223,7 +202,9 @@ class Dataset:
                                    f"unreadable file ({type(e).__name__})") from None
             if len(depths) != len(images):
                 raise DatasetError(f"{depth_file}: expected one depth map per image ({len(images)}), got {len(depths)}")
-        return cls(images, anns, [c["name"] for c in cats], dict(coco.get("info", {})), depths, names)
+        info = dict(coco.get("info", {}))
+        check_value_max(info, images, ann_path)
+        return cls(images, anns, [c["name"] for c in cats], info, depths, names)
 
 
 def concat_datasets(datasets: list[Dataset]) -> Dataset:
@@ -233,20 +214,35 @@ def concat_datasets(datasets: list[Dataset]) -> Dataset:
                    list(first.categories), dict(first.info))
 
 
-def check_out_dir(out: Path, *, overwrite: bool = False) -> None:
-    """A folder a whole set may be written to: new, empty, or replaced when ``overwrite``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DatasetError(f"--out: expected a directory, {out} is a file")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DatasetError(f"--out: expected a new or empty directory, {out} is not empty "
-                           f"(pass --overwrite to replace it)")
-
-
 def _load_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
-            im = im.convert("L") if im.mode in ("L", "1", "I;16", "I") else im.convert("RGB")
-            return np.asarray(im, dtype=np.uint8).copy()
+            return _to_uint8(im, path)
+    except DatasetError:
+        raise
+    except Image.DecompressionBombError:
+        raise DatasetError(f"{path}: expected an image of at most {2 * Image.MAX_IMAGE_PIXELS:,} pixels (PIL's "
+                           f"decompression-bomb limit), got a larger one") from None
     except (OSError, ValueError) as e:
         raise DatasetError(f"{path}: expected a readable image, got {type(e).__name__}: {e}") from None
+
+
+#: PIL modes of grey pixels wider than 8 bits (16-bit PNGs open as "I;16"), read as 16-bit values
+WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+WIDE_MAX = 65535
+
+
+def _to_uint8(im: Image.Image, path: Path) -> np.ndarray:
+    """The image's 8-bit pixels: grey (any depth, alpha dropped) as H×W, everything else as H×W×3
+    RGB (alpha dropped, palettes expanded). 16-bit grey is scaled (65535 → 255, rounded); PIL
+    itself keeps the high byte of 16-bit colour channels."""
+    if im.mode == "F":
+        raise DatasetError(f"{path}: expected 8- or 16-bit integer pixels, got 32-bit floats (PIL mode F)")
+    if im.mode not in WIDE_GREY_MODES:
+        grey = im.mode in ("1", "L", "LA", "La")
+        return np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8).copy()
+    wide = np.asarray(im).astype(np.int64)
+    if wide.size and (wide.min() < 0 or wide.max() > WIDE_MAX):
+        raise DatasetError(f"{path}: expected 8- or 16-bit pixel values, got values from {wide.min()} to "
+                           f"{wide.max()} (PIL mode {im.mode})")
+    return ((wide * 255 + WIDE_MAX // 2) // WIDE_MAX).astype(np.uint8)

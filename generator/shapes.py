@@ -56,10 +56,15 @@ class ShapesGenerator(Generator):
                 "max_distractors": self.max_distractors, "min_visible_pixels": self.min_visible_pixels, "backend": self.backend_name}
 
     def render(self, params: dict[str, np.ndarray], seed: int) -> Sample:
-        desc = describe(params)
+        desc = describe(params, *self._choices())
         rgb, depth, ids, amodal = self.backend.draw(desc, depth=self.depth)
         image = apply_sensor(rgb, np.random.default_rng(seed), **desc.sensor)
         return Sample(image, annotate(ids, desc, self.min_visible_pixels, amodal), depth if self.depth else None)
+
+    def _choices(self) -> tuple[tuple, tuple]:
+        """What a draw of ``object.class`` and ``distractor.shape`` indexes (the config's choices)."""
+        distractors = self.space["distractor.shape"].family.choices if "distractor.shape" in self.space.names else ()
+        return self.space["object.class"].family.choices, distractors
 
     def close(self) -> None:
         self.backend.close()

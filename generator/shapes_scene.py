@@ -150,21 +150,27 @@ def _spherical(distance: float, elevation_deg: float, azimuth_deg: float) -> np.
     return distance * np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
 
 
-def describe(params: dict[str, np.ndarray]) -> SceneDescription:
-    """One image's parameter values (a row of :meth:`ParameterSpace.sample`) as a scene."""
+def describe(params: dict[str, np.ndarray], classes: tuple = CLASSES,
+             distractor_shapes: tuple = DISTRACTORS) -> SceneDescription:
+    """One image's parameter values (a row of :meth:`ParameterSpace.sample`) as a scene.
+
+    ``classes`` and ``distractor_shapes`` are the choices of ``object.class`` and ``distractor.shape``
+    in the space that drew ``params`` (a config may narrow them): a draw is an index into them,
+    and an object's category its class's index in :data:`CLASSES`, whatever the choices."""
     r = {k: np.atleast_1d(v) for k, v in params.items()}
     n_obj = int(r["object_count"][0])
+    kinds = [classes[int(r["object.class"][j])] for j in range(n_obj)]
     objects = [
-        Shape(kind=CLASSES[int(r["object.class"][j])],
+        Shape(kind=kinds[j],
               pose=_yaw_pose(r["object.x"][j], r["object.z"][j], r["object.yaw"][j], r["object.scale"][j]),
               color=_hsv(r["object.hue"][j], r["object.saturation"][j], r["object.value"][j]),
               metallic=float(r["object.metallic"][j]), roughness=float(r["object.roughness"][j]),
-              category=int(r["object.class"][j]))
+              category=CLASSES.index(kinds[j]))
         for j in range(n_obj)
     ]
     n_dis = int(r["distractor_count"][0]) if "distractor_count" in r else 0
     distractors = [
-        Shape(kind=DISTRACTORS[int(r["distractor.shape"][j])],
+        Shape(kind=distractor_shapes[int(r["distractor.shape"][j])],
               pose=_yaw_pose(r["distractor.x"][j], r["distractor.z"][j], r["distractor.yaw"][j],
                              r["distractor.scale"][j]),
               color=_hsv(r["distractor.hue"][j], r["distractor.saturation"][j], r["distractor.value"][j]),

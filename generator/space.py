@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import reprlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -44,24 +45,53 @@ class SpaceError(ValueError):
     """An invalid parameter space, θ, or sample. The message names the parameter."""
 
 
+def _short_repr_of() -> reprlib.Repr:
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother, r.maxlong = 3, 60, 60, 40
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = r.maxfrozenset = r.maxdeque = r.maxarray = 10
+    return r
+
+
+_SHORT_REPR = _short_repr_of()
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut for the "got Y" of a one-line message: a 200,000-entry list, a long
+    string or a 5,000-deep nested list shows its first items, at most ``limit`` characters."""
+    text = _SHORT_REPR.repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+#: the largest magnitude of a bound: far beyond any scene knob, and it keeps every width, log-std
+#: bound and draw finite and well resolved (float32 too, which gymnasium's action space uses)
+BOUND_LIMIT = 1e6
+
+
 def _finite(name: str, key: str, value: Any) -> float:
     try:
+        if isinstance(value, bool):      # TOML's true is not a number
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError):
-        raise SpaceError(f"{name}.{key}: expected a number, got {value!r}") from None
+        raise SpaceError(f"{name}.{key}: expected a number, got {short_repr(value)}") from None
+    except OverflowError:       # an integer beyond any float
+        v = math.inf
     if not math.isfinite(v):
-        raise SpaceError(f"{name}.{key}: expected a finite number, got {value!r}")
+        raise SpaceError(f"{name}.{key}: expected a finite number, got {short_repr(value)}")
     return v
 
 
 def _pair(name: str, key: str, value: Any) -> tuple[float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise SpaceError(f"{name}.{key}: expected [low, high], got {value!r}")
+        raise SpaceError(f"{name}.{key}: expected [low, high], got {short_repr(value)}")
     return _finite(name, key, value[0]), _finite(name, key, value[1])
 
 
 def _bounds(name: str, value: Any, *, positive: bool = False) -> tuple[float, float]:
     lo, hi = _pair(name, "bounds", value)
+    if max(abs(lo), abs(hi)) > BOUND_LIMIT:
+        raise SpaceError(f"{name}.bounds: expected numbers within [-{BOUND_LIMIT:g}, {BOUND_LIMIT:g}], "
+                         f"got [{lo:g}, {hi:g}]")
     if not lo < hi:
         raise SpaceError(f"{name}.bounds: expected low < high, got [{lo}, {hi}]")
     if positive and lo <= 0:
@@ -111,6 +141,7 @@ class Family:
 
     kind: ClassVar[str]
     value_names: ClassVar[tuple[str, ...]]
+    keys: ClassVar[tuple[str, ...]]       # the settings ``from_dict`` reads
     is_discrete: ClassVar[bool] = False
 
     name: str
@@ -143,6 +174,7 @@ class Uniform(Family):
 
     kind: ClassVar[str] = "uniform"
     value_names: ClassVar[tuple[str, ...]] = ("low", "high")
+    keys: ClassVar[tuple[str, ...]] = ("bounds", "range")
     MIN_WIDTH: ClassVar[float] = 1e-3
 
     lo: float = 0.0
@@ -232,6 +264,7 @@ class TruncatedNormal(Family):
 
     kind: ClassVar[str] = "truncnormal"
     value_names: ClassVar[tuple[str, ...]] = ("mean", "log_std")
+    keys: ClassVar[tuple[str, ...]] = ("bounds", "mean", "std", "log_std")
 
     lo: float = 0.0
     hi: float = 1.0
@@ -361,6 +394,7 @@ class Categorical(Family):
 
     kind: ClassVar[str] = "categorical"
     value_names: ClassVar[tuple[str, ...]] = ()
+    keys: ClassVar[tuple[str, ...]] = ("choices", "probs", "logits", "logit_bound")
     is_discrete: ClassVar[bool] = True
     LOGIT: ClassVar[float] = 2.0
 
@@ -375,24 +409,24 @@ class Categorical(Family):
             raise SpaceError(f"{name}.logit_bound: expected a number in (0, 20], got {bound}")
         choices = d.get("choices")
         if not isinstance(choices, (list, tuple)) or len(choices) < 1:
-            raise SpaceError(f"{name}.choices: expected a non-empty list, got {choices!r}")
+            raise SpaceError(f"{name}.choices: expected a non-empty list, got {short_repr(choices)}")
         if len(set(map(str, choices))) != len(choices):
-            raise SpaceError(f"{name}.choices: expected distinct choices, got {list(choices)!r}")
+            raise SpaceError(f"{name}.choices: expected distinct choices, got {short_repr(list(choices))}")
         k = len(choices)
         if "probs" in d and "logits" in d:
             raise SpaceError(f"{name}: expected one of probs or logits, got both")
         if "logits" in d:
             raw = d["logits"]
             if not isinstance(raw, (list, tuple)) or len(raw) != k:
-                raise SpaceError(f"{name}.logits: expected {k} numbers, got {raw!r}")
+                raise SpaceError(f"{name}.logits: expected {k} numbers, got {short_repr(raw)}")
             logits = [_within(name, "logits", _finite(name, "logits", v), -bound, bound) for v in raw]
         else:
             raw = d.get("probs", [1.0 / k] * k)
             if not isinstance(raw, (list, tuple)) or len(raw) != k:
-                raise SpaceError(f"{name}.probs: expected {k} numbers, got {raw!r}")
+                raise SpaceError(f"{name}.probs: expected {k} numbers, got {short_repr(raw)}")
             p = np.array([_finite(name, "probs", v) for v in raw])
             if (p < 0).any():
-                raise SpaceError(f"{name}.probs: expected non-negative probabilities, got {list(raw)}")
+                raise SpaceError(f"{name}.probs: expected non-negative probabilities, got {short_repr(list(raw))}")
             if abs(p.sum() - 1.0) > 1e-6:
                 raise SpaceError(f"{name}.probs: expected probabilities summing to 1, got sum {p.sum():.6g}")
             # centred in the box, so the ratios it can express are as wide as the bound allows
@@ -470,22 +504,24 @@ class Parameter:
     @classmethod
     def from_dict(cls, name: str, d: Mapping[str, Any]) -> "Parameter":
         if not isinstance(d, Mapping):
-            raise SpaceError(f"{name}: expected a table with a 'family' key, got {d!r}")
+            raise SpaceError(f"{name}: expected a table with a 'family' key, got {short_repr(d)}")
         kind = d.get("family")
-        if kind not in FAMILIES:
-            raise SpaceError(f"{name}.family: expected one of {sorted(FAMILIES)}, got {kind!r}")
+        if not isinstance(kind, str) or kind not in FAMILIES:
+            raise SpaceError(f"{name}.family: expected one of {sorted(FAMILIES)}, got {short_repr(kind)}")
         size = d.get("size", 1)
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise SpaceError(f"{name}.size: expected a positive integer, got {size!r}")
+            raise SpaceError(f"{name}.size: expected a positive integer, got {short_repr(size)}")
         learn = d.get("learn", True)
         if not isinstance(learn, bool):
-            raise SpaceError(f"{name}.learn: expected true or false, got {learn!r}")
+            raise SpaceError(f"{name}.learn: expected true or false, got {short_repr(learn)}")
         extra = set(d) - {"family", "size", "learn", "bounds", "range", "mean", "std", "log_std", "choices",
                           "probs", "logits", "logit_bound"}
         if extra:
             raise SpaceError(f"{name}: unknown key(s) {sorted(extra)}")
-        if "logit_bound" in d and kind != "categorical":
-            raise SpaceError(f"{name}.logit_bound: expected only for a categorical, got family {kind!r}")
+        keys = ("family", "size", "learn", *FAMILIES[kind].keys)
+        for key in d:       # a key another family reads would be silently ignored by this one
+            if key not in keys:
+                raise SpaceError(f"{name}.{key}: expected a key of a {kind} {sorted(keys)}, got {key!r}")
         return cls(FAMILIES[kind].from_dict(name, d), size, learn)
 
     def to_dict(self) -> dict[str, Any]:
@@ -525,18 +561,25 @@ class ParameterSpace:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {p.name: p.to_dict() for p in self.parameters}
 
-    def override(self, d: Mapping[str, Mapping[str, Any]]) -> "ParameterSpace":
+    def override(self, d: Mapping[str, Mapping[str, Any]], *, same_kinds: bool = False) -> "ParameterSpace":
         """A copy with some parameters' settings replaced (keys merged per parameter). A key with
-        ``*`` (``"font.*"``) applies its settings to every parameter whose name it matches."""
+        ``*`` (``"font.*"``) applies its settings to every parameter whose name it matches.
+
+        ``same_kinds``: each parameter still draws what its generator reads (a config's overrides
+        of a generator's space): see :func:`check_same_kind`."""
         base = self.to_dict()
         for key, sub in d.items():
             if not isinstance(sub, Mapping):
-                raise SpaceError(f"{key}: expected a table, got {sub!r}")
+                raise SpaceError(f"{key}: expected a table, got {short_repr(sub)}")
             names = fnmatch.filter(base, key) if "*" in key else [key] if key in base else []
             if not names:
                 raise SpaceError(f"{key}: unknown parameter; expected one of {list(base)}")
             for name in names:
-                base[name] = _merged(base[name], sub)
+                _check_range_order(name, sub)
+                merged = _merged(base[name], sub)
+                if same_kinds:
+                    check_same_kind(name, base[name], merged)
+                base[name] = merged
         return ParameterSpace.from_dict(base)
 
     def __getitem__(self, name: str) -> Parameter:
@@ -659,11 +702,52 @@ class ParameterSpace:
         return h
 
 
+#: the families a parameter may take, by the family its generator gave it: a number stays a number
+#: (an integer count is one), a count stays whole, a choice stays an index into named choices
+_NUMBER = ("int", "loguniform", "truncnormal", "uniform")
+SAME_KIND = {"uniform": _NUMBER, "loguniform": _NUMBER, "truncnormal": _NUMBER, "int": ("int",),
+             "categorical": ("categorical",)}
+_READS = {"int": "a whole count", "categorical": "an index into its choices"}
+
+
+def check_same_kind(name: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+    """Refuse an override its generator would misread: another kind of family (a categorical's
+    draws are indices, which a generator reading a scale would take for the scale), another
+    ``size`` (the generator decides how many draws it reads) or a choice the generator does not
+    know (its draws are indices into the choices, which the generator maps back to its names)."""
+    allowed = SAME_KIND.get(before["family"], (before["family"],))
+    if after.get("family") not in allowed:
+        raise SpaceError(f"{name}.family: expected one of {list(allowed)} (the generator reads "
+                         f"{_READS.get(before['family'], 'a number')} here), got {short_repr(after.get('family'))}")
+    if after.get("size", 1) != before.get("size", 1):
+        raise SpaceError(f"{name}.size: expected {before.get('size', 1)} (set by the generator), "
+                         f"got {short_repr(after.get('size'))}")
+    known = before.get("choices")
+    if known is not None and isinstance(after.get("choices"), (list, tuple)):
+        for c in after["choices"]:
+            if not any(type(c) is type(k) and c == k for k in known):
+                raise SpaceError(f"{name}.choices: expected choices among {list(known)}, got {short_repr(c)}")
+
+
+def _check_range_order(name: str, sub: Mapping[str, Any]) -> None:
+    """A range written high first is a slip, not a wish (θ may hold one unsorted, a config not)."""
+    rng = sub.get("range")
+    if isinstance(rng, (list, tuple)) and len(rng) == 2:
+        lo, hi = _finite(name, "range", rng[0]), _finite(name, "range", rng[1])
+        if lo > hi:
+            raise SpaceError(f"{name}.range: expected low <= high, got [{lo:g}, {hi:g}]")
+
+
 def _merged(current: dict[str, Any], sub: Mapping[str, Any]) -> dict[str, Any]:
-    """One parameter's settings with ``sub``'s merged over them (a new family starts afresh)."""
+    """One parameter's settings with ``sub``'s merged over them (a new family starts afresh from
+    the same size and bounds, new choices start with even odds unless ``sub`` gives theirs)."""
     merged = dict(current)
     if "family" in sub and sub["family"] != merged["family"]:
-        merged = {"size": merged.get("size", 1)} if "size" in merged else {}
+        new = FAMILIES.get(sub["family"]) if isinstance(sub["family"], str) else None
+        kept = ("size", "bounds") if new is not None and "bounds" in new.keys else ("size",)
+        merged = {k: merged[k] for k in kept if k in merged}
+    if "choices" in sub and sub["choices"] != merged.get("choices"):
+        merged.pop("logits", None)
     if "probs" in sub:
         merged.pop("logits", None)
     if "std" in sub:

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from generator.base import Generator
-from generator.space import SpaceError
+from generator.space import SpaceError, short_repr
 
 
 from .errors import ConfigError
+from .memory import check_images_fit, image_size_of
 from .schema import (CameraSettings, ConfigFile, EvaluatorSettings, LoopSettings, RaySettings, RenderSettings,
                      TargetSettings, validate)
 
@@ -46,6 +47,11 @@ class ExperimentConfig:
     source: str = ""
 
     def build_generator(self) -> Generator:
+        """The generator, its space overridden by ``[space]``. An override keeps what the generator
+        reads (``ParameterSpace.override(same_kinds=True)``) but may narrow a categorical's choices,
+        also against the hidden target's: a draw names its choice and an annotation its category
+        by the generator's own names, so a run whose choices differ from its target's still scores
+        against the same categories (the real set's are checked against the generator's)."""
         try:
             from .registry import lookup
 
@@ -56,7 +62,7 @@ class ExperimentConfig:
             raise ConfigError(str(e)) from None
         if self.space:
             try:
-                gen.space = gen.space.override(self.space)
+                gen.space = gen.space.override(self.space, same_kinds=True)
             except SpaceError as e:
                 raise ConfigError(f"space.{e}") from None
         return gen
@@ -75,18 +81,23 @@ def _parse_key(key: str) -> list[str]:
             buf += ch
     parts.append(buf)
     if quoted or any(not p for p in parts):
-        raise ConfigError(f"--set: expected a dotted key like generator.image_size, got {key!r}")
+        raise ConfigError(f"--set: expected a dotted key like generator.image_size, got {short_repr(key)}")
     return parts
 
 
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
     key, sep, value = assignment.partition("=")
     if not sep:
-        raise ConfigError(f"--set: expected key=value, got {assignment!r}")
+        raise ConfigError(f"--set: expected key=value, got {short_repr(assignment)}")
+    if "\n" in value or "\r" in value:     # "3\nseed=5" would parse as a second key
+        raise ConfigError(f"--set {key.strip()}: expected one TOML value on one line, got {short_repr(value)}")
     try:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         parsed = value  # a bare word is a string
+    except RecursionError:
+        raise ConfigError(f"--set {key.strip()}: expected a value nested at most {MAX_DEPTH} deep, "
+                          f"got {short_repr(value)}") from None
     parts = _parse_key(key.strip())
     node = raw
     for p in parts[:-1]:
@@ -96,10 +107,34 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = parsed
 
 
+#: deeper values are no config's (and would exhaust Python's recursion limit further on)
+MAX_DEPTH = 32
+
+
+def check_values(raw: dict[str, Any]) -> None:
+    """Every key and string free of NUL bytes (no path, name or label holds one; the OS refuses
+    them in paths) and nested at most ``MAX_DEPTH`` deep; walked without recursion."""
+    stack: list[tuple[str, Any, int]] = [("", raw, 0)]
+    while stack:
+        key, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{key.split('[')[0]}: expected a value nested at most {MAX_DEPTH} deep, got deeper")
+        if isinstance(value, str) and "\0" in value:
+            raise ConfigError(f"{key}: expected a string without NUL bytes, got {short_repr(value)}")
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if "\0" in k:
+                    raise ConfigError(f"{key or 'config'}: expected keys without NUL bytes, got {short_repr(k)}")
+                stack.append((f"{key}.{k}" if key else k, v, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((f"{key}[{i}]", v, depth + 1) for i, v in enumerate(value))
+
+
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
     """``raw`` (a parsed TOML file, overrides applied) validated by :mod:`loop.schema`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"config: expected a table, got {type(raw).__name__}")
+    check_values(raw)
     f = validate(raw)
     options = {k: v for k, v in (f.generator.model_extra or {}).items()}
     return ExperimentConfig(seed=f.seed, generator_name=f.generator.name, generator_options=options,
@@ -119,8 +154,26 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         raise ConfigError(f"config: expected a readable TOML file, {p}: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config: expected valid TOML in {p}, got: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"config: expected values nested at most {MAX_DEPTH} deep in {p}, got deeper "
+                          f"(too deep for Python's TOML parser)") from None
     for o in overrides or []:
         apply_override(raw, o)
     cfg = config_from_dict(raw, str(p))
-    cfg.build_generator().close()  # validates generator options and space overrides now
+    gen = cfg.build_generator()  # validates generator options and space overrides now
+    gen.close()
+    check_sizes_fit(cfg, image_size_of(gen))
     return cfg
+
+
+def check_sizes_fit(cfg: ExperimentConfig, image_size: int | None) -> None:
+    """Every dataset size the config asks for fits in memory (when the generator says its size)."""
+    if image_size is None:
+        return
+    ev = cfg.evaluator
+    sizes = {"evaluator.images": ev.images, "evaluator.final_images": ev.final_images}
+    if cfg.target is not None:
+        sizes |= {f"target.{split}": getattr(cfg.target, split) for split in ("val", "test", "train")}
+    for key, n in sizes.items():
+        if n is not None:
+            check_images_fit(key, n, image_size)

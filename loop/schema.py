@@ -13,6 +13,9 @@ import typing
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from generator.space import short_repr
 
 from .errors import ConfigError
 
@@ -23,6 +26,25 @@ class _Table(BaseModel):
 
 def _number(default: float, ge: float, doc: str) -> Any:
     return Field(default, ge=ge, allow_inf_nan=False, description=doc)
+
+
+def refused(expect: str, got: Any, at: str = "") -> PydanticCustomError:
+    """A validator's own refusal, printed by :func:`error_line` as "KEY[.at]: expected EXPECT, got GOT"."""
+    return PydanticCustomError("dropt", "expected {expect}, got {got}",
+                               {"expect": expect, "got": got if isinstance(got, str) else short_repr(got), "at": at})
+
+
+#: Ray counts resources in units of 1/10,000 (a non-zero request below one unit is refused) as
+#: fixed-point integers (1e308 overflows them); no task needs more than 10,000 CPUs or GPUs
+RAY_UNIT, RAY_MOST = 1e-4, 1e4
+RAY_AMOUNT = f"0 or a number in [{RAY_UNIT:g}, {RAY_MOST:g}] (Ray's resource granularity is {RAY_UNIT:g})"
+
+
+def ray_amount(amount: float, at: str = "") -> float:
+    """An amount of a Ray resource Ray accepts, or a :func:`refused` error (``at``: the resource)."""
+    if amount != 0 and not RAY_UNIT <= amount <= RAY_MOST:
+        raise refused(RAY_AMOUNT, amount, at)
+    return amount
 
 
 class RenderSettings(_Table):
@@ -45,6 +67,11 @@ class RenderSettings(_Table):
     @classmethod
     def _amounts(cls, resources: dict[str, float]) -> dict[str, float]:
         return checked_resources(resources)
+
+    @field_validator("num_cpus", "num_gpus")
+    @classmethod
+    def _ray_amount(cls, amount: float) -> float:
+        return ray_amount(amount)
 
 
 class CameraSettings(_Table):
@@ -119,6 +146,21 @@ class EvaluatorSettings(_Table):
     def _amounts(cls, resources: dict[str, float]) -> dict[str, float]:
         return checked_resources(resources)
 
+    @field_validator("num_cpus", "num_gpus")
+    @classmethod
+    def _ray_amount(cls, amount: float) -> float:
+        return ray_amount(amount)
+
+    @field_validator("options")
+    @classmethod
+    def _not_a_setting(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """An option named like a key of [evaluator] itself would silently win over it, or lose."""
+        for key in options:
+            if key in cls.model_fields:
+                raise refused(f"evaluator.{key} (a key of [evaluator] itself)",
+                              f"evaluator.options.{key} = {short_repr(options[key])}", at=key)
+        return options
+
 
 def checked_resources(resources: dict[str, float]) -> dict[str, float]:
     """Custom resources only: CPUs and GPUs have their own keys (Ray refuses them here too)."""
@@ -127,6 +169,7 @@ def checked_resources(resources: dict[str, float]) -> dict[str, float]:
             raise ValueError(f"expected a custom resource name, got {name!r} (use num_cpus / num_gpus)")
         if not (math.isfinite(amount) and amount >= 0):
             raise ValueError(f"expected a finite amount >= 0 for {name!r}, got {amount}")
+        ray_amount(amount, at=name)
     return {k: float(v) for k, v in resources.items()}
 
 
@@ -183,14 +226,21 @@ class ConfigFile(_Table):
 # One line per error
 # --------------------------------------------------------------------------------------------
 
+def _is_model(x: Any) -> bool:
+    return isinstance(x, type) and issubclass(x, BaseModel)
+
+
 def _field_at(loc: tuple) -> tuple[type[BaseModel] | None, str | None]:
+    """The model and field an error's location falls in: the field itself, or the field holding
+    the entry (``render.resources.fast_disk`` falls in ``render.resources``)."""
     model: Any = ConfigFile
     for i, part in enumerate(loc):
-        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
-            return (model if isinstance(model, type) and issubclass(model, BaseModel) else None), None
-        if i == len(loc) - 1:
+        if not _is_model(model) or part not in model.model_fields:
+            return (model if _is_model(model) else None), None
+        inner = model_of(model.model_fields[part].annotation)
+        if i == len(loc) - 1 or not _is_model(inner):
             return model, part
-        model = model_of(model.model_fields[part].annotation)
+        model = inner
     return None, None
 
 
@@ -246,10 +296,13 @@ def error_line(e: ValidationError) -> str:
     if err["type"] == "extra_forbidden":
         known = sorted(model.model_fields) if model is not None else []
         return f"{key}: unknown key; expected one of {known}"
-    got = err.get("input")
+    if err["type"] == "dropt":          # a validator's own words (see refused)
+        at = err["ctx"]["at"]
+        return f"{key}.{at}: {err['msg']}" if at else f"{key}: {err['msg']}"
+    got = short_repr(err.get("input"))
     if model is not None and name is not None:
-        return f"{key}: expected {expected(model, name)}, got {got!r}"
-    return f"{key}: {err['msg']}, got {got!r}"
+        return f"{key}: expected {expected(model, name)}, got {got}"
+    return f"{key}: {err['msg']}, got {got}"
 
 
 def validate(raw: dict[str, Any]) -> ConfigFile:

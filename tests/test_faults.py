@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from loop.front.cli import main
-from loop.config import ConfigError, load_config
-from loop.run.run_dir import RunDir, RunDirError
+from loop.config import load_config
+from loop.run.run_dir import RunDir
 from loop.run.runner import run_loop
 from loop.engine.target import make_target
 
@@ -697,11 +697,16 @@ def test_category_ids_permuted_with_the_same_names_are_the_same_set(real, finish
     assert result_of(best) == result_of(json.loads((finished / "best.json").read_text()))
 
 
-def test_export_overwrite_replaces_a_set_whole(finished, tmp_path):
+def test_export_overwrite_replaces_a_set_whole(finished, tmp_path, capsys):
     out = tmp_path / "coco"
     assert main(["export", str(finished), "--n", "6", "--out", str(out), "--workers", "0"]) == 0
-    (out / "mine.txt").write_text("a file of the old set")
     assert main(["export", str(finished), "--n", "3", "--out", str(out), "--workers", "0", "--overwrite"]) == 0
     assert sorted(p.name for p in (out / "images").iterdir()) == ["000001.png", "000002.png", "000003.png"]
-    assert not (out / "mine.txt").exists() and len(json.loads((out / "annotations.json").read_text())["images"]) == 3
+    assert len(json.loads((out / "annotations.json").read_text())["images"]) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["coco"]      # no temporary folder left beside it
+    (out / "mine.txt").write_text("a file dropt did not write")      # now it is not only a set dropt wrote
+    line = one_line_exit(capsys, ["export", str(finished), "--n", "2", "--out", str(out), "--workers", "0",
+                                  "--overwrite"], 2)
+    assert line == (f"dropt export: error: --out: --overwrite replaces only a COCO set dropt wrote (annotations.json, "
+                    f"images/), {out} holds annotations.json, images, mine.txt; nothing was changed")
+    assert len(list((out / "images").iterdir())) == 3 and (out / "mine.txt").exists()

@@ -33,6 +33,7 @@ import numpy as np
 from scipy import stats
 
 from ..config import ConfigError, load_config
+from ..errors import RunFailure
 
 SCALES = ("quick", "default", "full")
 """How big a run is. ``full``: the fidelities and budgets the README's tables and the issue's
@@ -177,8 +178,22 @@ def check_same_run(plan: Plan, task: str, controller: str, seed: int) -> None:
 # Running (skip what finished, resume what was killed)
 # --------------------------------------------------------------------------------------------
 
+def _die_with_parent() -> None:
+    """In a child before it runs: Linux sends it SIGTERM when the bench dies, so a killed bench
+    leaves no run going on alone (``prctl(PR_SET_PDEATHSIG)``)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)     # 1 = PR_SET_PDEATHSIG
+
+
 def run_one(plan: Plan, task: str, controller: str, seed: int, log: Callable[[str], None]) -> dict[str, Any]:
+    from ..run.run_dir import RunDir
+
     out = plan.run_dir(task, controller, seed)
+    if RunDir(out).in_use():
+        raise RunFailure(f"{out}: expected a run folder no other process writes, got one a live dropt run holds "
+                         f"(a bench killed a moment ago ends its runs within seconds; rerun then)")
     started = any((out / "checkpoint" / name).is_file() for name in ("state.json", "state.prev.json"))
     if (out / "best.json").is_file() or started:
         check_same_run(plan, task, controller, seed)
@@ -197,10 +212,10 @@ def run_one(plan: Plan, task: str, controller: str, seed: int, log: Callable[[st
         for kv in run_overrides(plan, task, controller, seed):
             cmd += ["--set", kv]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_die_with_parent)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise RuntimeError(f"{task}/{controller} seed {seed} failed (exit {proc.returncode}): " + " | ".join(tail))
+        raise RunFailure(f"{task}/{controller} seed {seed} failed (exit {proc.returncode}): " + " | ".join(tail))
     best = json.loads((out / "best.json").read_text())
     log(f"  {task}/{controller} seed {seed}: val {best['val']:.4f}  TEST {best['test']:.4f}  "
         f"({time.perf_counter() - t0:.0f} s)")
@@ -252,7 +267,6 @@ def shapes_references(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
     from generator.base import derive_seed, render_dataset
 
     from ..engine import Engine, fidelity, load_real
-    from ..errors import RunFailure
     from ..run.final import FINAL_KEY
     from ..engine.target import apply_camera_model, target_settings
 

@@ -135,6 +135,26 @@ def _ratios(fig: dict[str, float], modes) -> dict[str, float]:
     return r
 
 
+def check_figures(sizes, n: int, workers: int, modes) -> None:
+    """The arguments of :func:`bench_render`, checked before its first figure (each takes minutes):
+    renderers it has, sizes the shapes generator takes, workers a local Ray starts, and the images
+    of an all-cores figure (``n`` per worker, collected in this process) in memory."""
+    from ..engine.cluster import check_local_workers
+    from ..errors import ConfigError
+    from ..memory import check_images_fit
+
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ConfigError(f"--modes: expected a comma-separated subset of {','.join(MODES)}, got {unknown[0]!r}")
+    for size in sizes:
+        try:
+            ShapesGenerator(image_size=size).close()       # its GL context opens on the first image only
+        except ValueError as e:
+            raise ConfigError(f"--sizes: {e}") from None
+        check_images_fit(f"--n × workers ({n} × {workers})", n * workers, size)
+    check_local_workers(workers, None)
+
+
 def bench_render(sizes=(64, 128), n: int = 800, seed: int = 0, workers: int | None = None,
                  modes=("gl", "pyrender", "naive"), repeats: int = 3, depth: bool = False,
                  log=print) -> dict[str, Any]:

@@ -127,7 +127,13 @@ def _toward(plan: SignalPlan, cfg, space) -> np.ndarray:
     if cfg.evaluator.target_config is None:
         raise UsageError(f"{plan.config}: expected evaluator.target_config (a hidden target's θ) or --toward "
                          f"BEST_JSON, got neither")
-    return load_config(cfg.evaluator.target_config).build_generator().space.to_vector()
+    hidden = load_config(cfg.evaluator.target_config).build_generator().space
+    named = hidden.named(hidden.to_vector())        # by name: the two spaces may order or narrow differently
+    missing = [n for n in space.theta_names() if n not in named]
+    if missing:
+        raise UsageError(f"evaluator.target_config: expected the target's space to have every θ entry of the "
+                         f"run's, got none for {missing[0]} (pass --toward BEST_JSON instead)")
+    return np.array([float(named[n]) for n in space.theta_names()])
 
 
 def ideal_step(u0: np.ndarray, ut: np.ndarray, size: float) -> np.ndarray:

@@ -36,19 +36,66 @@ def cluster_address(address: str | None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
-def check_address(address: str, timeout: float = ADDRESS_TIMEOUT_S, key: str = "--address") -> None:
-    """A ``host:port`` address must answer a TCP connection: joining a dead address would
-    otherwise print Ray's warnings for minutes and hang."""
-    if address == "auto" or "://" in address:
-        return                         # Ray resolves these itself (the RAY_ADDRESS file, Ray Client)
-    host, sep, port = address.rpartition(":")
+def check_address(address: str, timeout: float | None = None, key: str = "--address") -> None:
+    """A ``host:port`` (or ``ray://host:port``) address must answer a TCP connection and speak
+    gRPC: joining a dead address, or a port where something else listens, would otherwise print
+    Ray's warnings for minutes or wait for ever."""
+    where = address.removeprefix("ray://")    # Ray Client's server is a gRPC server too
+    if address == "auto" or "://" in where:
+        return                         # Ray resolves these itself (the RAY_ADDRESS file, other schemes)
+    host, sep, port = where.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ConfigError(f"{key}: expected host:port of a Ray cluster's head (e.g. 10.0.0.1:6379), got {address!r}")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        with socket.create_connection((host, int(port)), timeout=timeout or ADDRESS_TIMEOUT_S) as conn:
+            speaks_grpc = _answers_http2(conn)
     except OSError as e:
         raise ConfigError(f"{key} {address}: expected a running Ray cluster there, got no answer "
                           f"({e.strerror or e})") from None
+    if not speaks_grpc:
+        raise ConfigError(f"{key} {address}: expected a Ray cluster's head there (its GCS, a gRPC server), "
+                          f"got something else answering on that port")
+
+
+#: an HTTP/2 client's first bytes: the connection preface and an empty SETTINGS frame
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _answers_http2(conn: socket.socket) -> bool:
+    """Whether the server answers an HTTP/2 preface with its SETTINGS frame, as Ray's GCS (gRPC)
+    does; anything else listening there would make ``ray.init`` wait for ever."""
+    try:
+        conn.sendall(_HTTP2_HELLO)
+        head = b""
+        while len(head) < 9:
+            chunk = conn.recv(9 - len(head))
+            if not chunk:
+                return False
+            head += chunk
+    except OSError:             # a timeout or a reset: not a gRPC server
+        return False
+    return head[3] == 4         # the frame type of the server's first frame: SETTINGS
+
+
+def check_local_workers(workers: int, address: str | None) -> None:
+    """On a local Ray, at most one render actor per core (at least 2): each is a process with its
+    own GL context, more only share the cores, and hundreds would never finish starting."""
+    cap = max(2, os.cpu_count() or 1)
+    if workers > cap and not cluster_address(address):
+        raise ConfigError(f"render workers (--workers / render.workers): expected at most {cap} on this machine's "
+                          f"{os.cpu_count()} cores (a local Ray), got {workers}; pass --address to use a cluster")
+
+
+def render_workers(cfg, workers: int | None, address: str | None) -> int:
+    """The render actors of a command that only renders: ``--workers``, else the config's
+    ``render.workers``. ``--address`` with none is refused: rendering in this process never
+    joins the cluster, so the address would be ignored."""
+    given = "render.workers = 0" if workers is None else "--workers 0"
+    workers = cfg.render.workers if workers is None else workers
+    if address is not None and workers == 0:
+        raise ConfigError(f"--address: expected render workers to run on the cluster, got {given} "
+                          f"(renders in this process, without Ray)")
+    return workers
 
 
 # --- the runtime env -----------------------------------------------------------------------------
@@ -122,6 +169,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, settings
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise ConfigError(f"ray: expected to start or join {where}, got {type(e).__name__}: "
                           f"{_first_line(e)}") from None
+    except Exception as e:      # Ray's own start-up failures (a raylet that cannot start: memory, ports)
+        raise RunFailure(f"ray: could not {'join ' + address if address else 'start a local Ray'} "
+                         f"({type(e).__name__}: {_first_line(e)})") from None
 
 
 def _first_line(e: BaseException) -> str:

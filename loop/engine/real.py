@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from evaluator.real import RealSplits, load_coco_real, load_digits_real
-from generator.dataset import Dataset
+from evaluator.real import RealSplits, check_real_splits, load_coco_real, load_digits_real
+from generator.dataset import DatasetError
 
 from ..config import ConfigError, ExperimentConfig
 
@@ -25,20 +25,13 @@ def load_real(cfg: ExperimentConfig, *, make_missing: bool = True, log=print,
 
 
 def check_real(real: RealSplits, categories: Sequence[str], log=print) -> RealSplits:
-    """A real set the loop can score against: at least 2 images and some annotations in each
-    split, images of one size and channel count, and the generator's categories by name (a set
-    whose category ids are permuted is put in the generator's order)."""
-    for split in ("val", "test"):
-        ds: Dataset = getattr(real, split)
-        if len(ds) < 2:
-            raise ConfigError(f"evaluator.real: expected at least 2 images in the {split} split, got {len(ds)} "
-                              f"({real.source})")
-        if not any(ds.annotations):
-            raise ConfigError(f"evaluator.real: expected annotations in the {split} split, got none ({real.source})")
-        shapes = sorted({im.shape for im in ds.images})
-        if len(shapes) > 1:
-            raise ConfigError(f"evaluator.real: expected {split} images of one size and channel count, got "
-                              f"{' and '.join('×'.join(map(str, s)) for s in shapes[:3])} ({real.source})")
+    """A real set the loop can score against (:func:`evaluator.real.check_real_splits`: what
+    `dropt eval` checks too) with the generator's categories by name (a set whose category ids
+    are permuted is put in the generator's order)."""
+    try:
+        check_real_splits(real, "evaluator.real")
+    except DatasetError as e:
+        raise ConfigError(str(e)) from None
     names = list(real.val.categories)
     if sorted(names) != sorted(categories):
         missing = [c for c in categories if c not in names]

@@ -21,7 +21,7 @@ from generator.dataset import Dataset
 
 from ..config import ExperimentConfig
 from ..errors import RunFailure
-from .cluster import Waits, check_resources, ensure_ray, ray_failure, render_request
+from .cluster import Waits, check_local_workers, check_resources, ensure_ray, ray_failure, render_request
 from .devices import egl_device_for_render
 from .remote_dataset import RemoteDataset, pack, unpack
 
@@ -100,6 +100,7 @@ class RenderPool:
         if self.workers > 0:
             import ray
 
+            check_local_workers(self.workers, address)
             ensure_ray(address, num_cpus=max(self.workers, os.cpu_count() or 1), settings=config.ray)
             request = render_request(config, self.workers)
             check_resources([request])

@@ -56,22 +56,31 @@ def hidden_parameters(cfg: ExperimentConfig, generator) -> dict[str, Any]:
 
 
 def make_target(cfg: ExperimentConfig, out: str | Path, *, workers: int | None = None,
-                address: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Write ``out/val``, ``out/test`` (COCO), ``out/target.json`` and ``out/preview.png``."""
-    from generator.preview import save_grid
+                address: str | None = None, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Write ``out/val``, ``out/test`` (COCO), ``out/target.json`` and ``out/preview.png``, all at
+    once: into a new or empty folder, or with ``overwrite`` in place of an older target."""
+    from generator.out_dir import TARGET, check_out_dir, write_folder
 
     out = Path(out)
-    settings = target_settings(cfg)
+    check_out_dir(out, overwrite=overwrite, layout=TARGET)      # before rendering, not after
     t0 = time.perf_counter()
     summary: dict[str, Any] = {"out": str(out)}
     with RenderPool(cfg, workers=workers, address=address, progress=progress) as pool:
-        for split, n in (("val", settings.val), ("test", settings.test)):
-            ds = render_target_split(pool, cfg, split, n)
-            ds.write_coco(out / split)
-            summary[split] = {"images": len(ds), "objects": sum(len(a) for a in ds.annotations)}
-            if split == "val":
-                save_grid(ds, out / "preview.png", n=min(16, len(ds)), title=f"target domain {Path(cfg.source).name}")
+        splits = {split: render_target_split(pool, cfg, split, n)
+                  for split, n in (("val", target_settings(cfg).val), ("test", target_settings(cfg).test))}
         hidden = hidden_parameters(cfg, pool.generator)
-    (out / "target.json").write_text(json.dumps(hidden, indent=1, sort_keys=True))
+    write_folder(out, lambda folder: _write_target(folder, cfg, splits, hidden), overwrite=overwrite, layout=TARGET)
+    for split, ds in splits.items():
+        summary[split] = {"images": len(ds), "objects": sum(len(a) for a in ds.annotations)}
     summary["seconds"] = time.perf_counter() - t0
     return summary
+
+
+def _write_target(folder: Path, cfg: ExperimentConfig, splits: dict[str, Dataset], hidden: dict[str, Any]) -> None:
+    from generator.preview import save_grid
+
+    for split, ds in splits.items():
+        ds.write_coco(folder / split)
+    val = splits["val"]
+    save_grid(val, folder / "preview.png", n=min(16, len(val)), title=f"target domain {Path(cfg.source).name}")
+    (folder / "target.json").write_text(json.dumps(hidden, indent=1, sort_keys=True))

@@ -8,11 +8,50 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..config import ConfigError, ExperimentConfig, load_config
-from ..run.run_dir import RunDir
+from ..run.run_dir import RunDir, RunDirError
 
 MAX_PARAMETER_PANELS = 24
+
+
+class _Timing(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    run_wall: float
+
+
+class BestJson(BaseModel):
+    """The keys of best.json that the report and the export read, with their types: a damaged or
+    hand-edited file is refused in one line naming the key, not a traceback half-way through the
+    plots. The wall time and memory keys are optional (runs before them lack them)."""
+    model_config = ConfigDict(strict=True, extra="allow")
+    metric: str
+    optimizer: str
+    selected: str
+    val: float
+    test: float
+    search_val: float | None
+    test_per_seed: list[float]
+    theta: dict[str, float]
+    timing: _Timing | None = None
+    outside_render_and_training_share: float | None = None
+    driver_peak_rss_mb: float | None = None
+
+
+def check_best(best: dict[str, Any], path: Path) -> None:
+    """"best.json: KEY: expected X, got Y" for the first key of ``best`` that :class:`BestJson` refuses."""
+    from generator.space import short_repr
+
+    try:
+        BestJson.model_validate(best)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "missing":
+            raise RunDirError(f"{path}: {key}: expected a value, missing") from None
+        what = err["msg"].removeprefix("Input should be ")
+        raise RunDirError(f"{path}: {key}: expected {what}, got {short_repr(err['input'])}") from None
 
 
 def _plt():
@@ -31,7 +70,10 @@ def _load(run: str | Path) -> tuple[RunDir, ExperimentConfig, list[dict[str, Any
     rounds = rd.read_rounds(warn=lambda m: print(f"warning: {m}", file=sys.stderr))
     if not rounds:
         raise ConfigError(f"RUN_DIR: expected at least one finished round in {rd.rounds}, found none")
-    return rd, load_config(rd.config), rounds, rd.load_best()
+    best = rd.load_best()
+    if best is not None:
+        check_best(best, rd.best)
+    return rd, load_config(rd.config), rounds, best
 
 
 def _target_theta(cfg: ExperimentConfig) -> dict[str, float]:
@@ -90,10 +132,12 @@ def plot_parameters(rounds: list[dict[str, Any]], path: Path, target: dict[str, 
 
 def write_report(run: str | Path, *, n_samples: int = 16) -> Path:
     from generator.base import render_dataset
-
     from generator.preview import save_grid
 
+    from ..memory import check_config_images
+
     rd, cfg, rounds, best = _load(run)
+    check_config_images(cfg, n_samples)
     out = rd.report
     out.mkdir(parents=True, exist_ok=True)
     metric = best["metric"] if best else "score"
@@ -115,10 +159,12 @@ def write_report(run: str | Path, *, n_samples: int = 16) -> Path:
     if best:
         lines += [f"- best distribution ({best['selected']}): **val {best['val']:.4f}, test {best['test']:.4f}** "
                   f"(mean of {len(best['test_per_seed'])} retrainings; best val seen during search "
-                  f"{best['search_val']})",
-                  f"- wall time {best['timing']['run_wall']:.0f} s; share outside rendering and training "
-                  f"{100 * best['outside_render_and_training_share']:.1f} %; driver peak memory "
-                  f"{best['driver_peak_rss_mb']:.0f} MB"]
+                  f"{best['search_val']})"]
+        if None not in (best.get("timing"), best.get("outside_render_and_training_share"),
+                        best.get("driver_peak_rss_mb")):
+            lines.append(f"- wall time {best['timing']['run_wall']:.0f} s; share outside rendering and training "
+                         f"{100 * best['outside_render_and_training_share']:.1f} %; driver peak memory "
+                         f"{best['driver_peak_rss_mb']:.0f} MB")
     else:
         lines.append("- the run has not finished: no best.json yet")
     lines += ["", "![scores](scores.png)", "", "![parameters](parameters.png)", "",
@@ -136,13 +182,18 @@ def write_report(run: str | Path, *, n_samples: int = 16) -> Path:
 def export(run: str | Path, n: int, out: str | Path, *, workers: int | None = None, address: str | None = None,
            overwrite: bool = False) -> Path:
     """A COCO dataset of ``n`` images from the run's learned distribution."""
-    from generator.dataset import check_out_dir
+    from generator.out_dir import check_out_dir
 
     from ..engine.render_pool import RenderPool
+
+    from ..engine.cluster import render_workers
+    from ..memory import check_config_images
 
     rd, cfg, rounds, best = _load(run)
     if best is None:
         raise ConfigError(f"RUN_DIR: expected a finished run with best.json, {rd.best} not found")
+    workers = render_workers(cfg, workers, address)
+    check_config_images(cfg, n)
     check_out_dir(Path(out), overwrite=overwrite)     # before rendering, not after
     with RenderPool(cfg, workers=workers, address=address, progress=True) as pool:
         theta = pool.generator.space.from_named(best["theta"])

@@ -127,6 +127,7 @@ class RunDir:
                 self.root.mkdir(parents=True, exist_ok=True)
             elif not self.root.is_dir():
                 raise RunDirError(f"--resume: expected a run directory, {self.root} not found")
+            made_lock = not (self.root / LOCK_NAME).exists()
             self._lock_file = open(self.root / LOCK_NAME, "a")
         except OSError as e:
             raise RunDirError(f"--out: expected a directory dropt can write, {self.root}: "
@@ -139,17 +140,41 @@ class RunDir:
                 raise RunDirError(f"--out: {self.root} is in use by another dropt run (its {LOCK_NAME} is "
                                   f"locked); expected a folder no other run writes") from None
             raise
-        if new:
-            others = sorted(p.name for p in self.root.iterdir() if p.name != LOCK_NAME)
-            if self.exists():
-                self.unlock()
-                raise RunDirError(f"--out: expected a new run directory, {self.root} already holds a run "
-                                  f"(use --resume {self.root} to continue it)")
-            if others:
-                self.unlock()
-                listed = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
-                raise RunDirError(f"--out: expected an empty or new directory, {self.root} holds {listed} "
-                                  f"and is not a dropt run")
+        try:
+            self._check_usable(new)
+        except RunDirError:
+            if made_lock:           # a refusal leaves the user's folder as it was
+                (self.root / LOCK_NAME).unlink(missing_ok=True)
+            self.unlock()
+            raise
+
+    def _check_usable(self, new: bool) -> None:
+        """A new run needs an empty folder; a resumed one a real ``checkpoint/`` folder if any."""
+        if self.checkpoint_dir.exists() and not self.checkpoint_dir.is_dir():
+            raise RunDirError(f"{self.checkpoint_dir}: expected the run's checkpoint folder, got a file")
+        if not new:
+            return
+        others = sorted(p.name for p in self.root.iterdir() if p.name != LOCK_NAME)
+        if self.exists():
+            raise RunDirError(f"--out: expected a new run directory, {self.root} already holds a run "
+                              f"(use --resume {self.root} to continue it)")
+        if others:
+            listed = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
+            raise RunDirError(f"--out: expected an empty or new directory, {self.root} holds {listed} "
+                              f"and is not a dropt run")
+
+    def in_use(self) -> bool:
+        """Whether a live dropt process holds this folder's lock (without taking it)."""
+        try:
+            with open(self.root / LOCK_NAME, "rb") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as e:
+                    return e.errno in (errno.EAGAIN, errno.EACCES)
+                fcntl.flock(f, fcntl.LOCK_UN)
+                return False
+        except FileNotFoundError:
+            return False
 
     def unlock(self) -> None:
         if self._lock_file is not None:
@@ -177,6 +202,16 @@ class RunDir:
         if want and sha256_text(self.config.read_text()) != want:
             raise RunDirError(f"{self.config}: expected the config the run started with, got an edited file "
                               f"(its sha256 differs from metadata.json's config_sha256); start a new run instead")
+
+    def check_real_unchanged(self, sha256: str) -> None:
+        """A resumed run scores on the real set it started with (runs from before the digest was
+        kept are not compared)."""
+        meta = read_json(self.metadata, "the run's metadata")
+        want = meta.get("real_sha256") if isinstance(meta, dict) else None
+        if want and want != sha256:
+            raise RunDirError(f"evaluator.real: expected the real set the run started with (sha256 {want[:12]}…), "
+                              f"got another set at that path (sha256 {sha256[:12]}…); the run's scores would not "
+                              f"compare, start a new run instead")
 
     # --- the log of candidates ---------------------------------------------------------------------
     def append_round(self, lines: list[dict[str, Any]]) -> None:
@@ -215,6 +250,11 @@ class RunDir:
         """Keep the lines of the rounds the checkpoint covers (a run killed mid-round wrote some
         of the next) and check that they are exactly those rounds' candidates, in order."""
         rows = self.read_rounds(warn)
+        ahead = sorted({r["round"] for r in rows if r["round"] > before_round})
+        if ahead:       # a kill leaves at most one round beyond the checkpoint; more is a lost checkpoint
+            raise RunDirError(f"{self.rounds}: expected no lines beyond round {before_round + 1} (the checkpoint "
+                              f"covers {before_round} rounds), got lines of round {ahead[-1] + 1}; the run's "
+                              f"checkpoint is missing or older than its log, nothing was changed")
         keep = [r for r in rows if r["round"] < before_round]
         got = [(r.get("round"), r.get("candidate")) for r in keep]
         want = [(r, c) for r in range(before_round) for c in range(candidates)]

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 from ..config import ConfigError, ExperimentConfig
 from ..controllers import Controller, check_options, make_controller
 from ..engine import Engine, evaluator_class, load_real
-from ..engine.cluster import check_resources, ensure_ray, evaluator_request, render_request
+from ..engine.cluster import check_local_workers, check_resources, ensure_ray, evaluator_request, render_request
 from ..engine.render_pool import RenderPool
 from .run_dir import RunDir, RunDirError, read_json
 
@@ -100,6 +100,7 @@ def _start_ray(cfg: ExperimentConfig, address: str | None) -> bool:
                           f"(render.workers = {cfg.render.workers}), got false")
     if use_ray:
         check_gpu_request(cfg)
+        check_local_workers(cfg.render.workers, address)
         # render actors and evaluation tasks alternate within a round: a local Ray counts the
         # actors' reservation on top of the cores, so they do not starve the evaluation tasks
         ensure_ray(address, num_cpus=(os.cpu_count() or 1) + math.ceil(cfg.render.workers * cfg.render.num_cpus),
@@ -129,7 +130,9 @@ def open_run(cfg: ExperimentConfig, rd: RunDir, *, resume: bool, address: str | 
     laps("ray")
     logging.getLogger("optuna").setLevel(logging.WARNING)
     with RenderPool(cfg, address=address, wait=False) as pool:
-        real = load_real(cfg, log=log, categories=pool.generator.categories)
+        real = load_real(cfg, log=log, categories=pool.generator.categories, make_missing=not resume)
+        if resume:
+            rd.check_real_unchanged(real.sha256())
         laps("real_set")
         controller = _build_controller(cfg, pool.generator.space)
         engine = Engine(cfg, pool, real, controller.signals, use_ray=use_ray)
@@ -141,10 +144,11 @@ def open_run(cfg: ExperimentConfig, rd: RunDir, *, resume: bool, address: str | 
             _restore(run)
         else:       # a new run, or one killed before its first round's checkpoint: start at round 1
             if resume:
-                log(f"resuming {rd.root}: no round had finished, starting at round 1")
                 rd.check_rounds(0, cfg.loop.candidates)
+                log(f"resuming {rd.root}: no round had finished, starting at round 1")
             rd.create(cfg.raw, cfg.seed, {"optimizer": cfg.loop.optimizer, "budget": cfg.loop.budget,
-                                          "candidates": cfg.loop.candidates, "real": real.describe()})
+                                          "candidates": cfg.loop.candidates, "real": real.describe(),
+                                          "real_sha256": real.sha256()})
         run.t_startup = time.perf_counter() - laps.t0   # Ray, render actors, real set, controller, run dir
         yield run
 

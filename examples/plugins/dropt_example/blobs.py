@@ -34,7 +34,8 @@ class BlobsGenerator(Generator):
 
     def render(self, params: dict[str, np.ndarray], seed: int) -> Sample:
         rng, n = np.random.default_rng(seed), self.image_size
-        shape = int(params["shape"])
+        # a draw indexes the config's choices (a config may narrow them), the category the class list
+        shape = self.categories.index(self.space["shape"].family.choices[int(params["shape"])])
         half = float(params["size"]) / 2
         cy, cx = rng.uniform(half, n - half, size=2)
         yy, xx = np.mgrid[:n, :n] + 0.5

@@ -8,15 +8,16 @@ from pathlib import Path
 
 from ...errors import EXIT_USAGE
 
-from .options import Parser, add_json, add_workers, non_negative_int, positive_int
+from .options import (Parser, add_json, add_workers, int_list, name_list, non_negative_int, path, positive_int,
+                      threads, training_seed)
 
 
 def _bench_render_parser(bsub) -> None:
     b = bsub.add_parser("render", help="images/s: reuse renderer vs naive loop, one process vs all cores")
     b.add_argument("--n", type=positive_int, default=800,
                    help="images per core in each gl figure; pyrender and naive render a quarter (default 800)")
-    b.add_argument("--sizes", default="64,128", help="comma-separated image sizes (default 64,128)")
-    b.add_argument("--modes", default="gl,pyrender,naive",
+    b.add_argument("--sizes", type=int_list(1), default="64,128", help="comma-separated image sizes (default 64,128)")
+    b.add_argument("--modes", type=name_list, default="gl,pyrender,naive",
                    help="comma-separated renderers to time: gl (dropt's path), pyrender (scene reused), "
                         "naive (scene rebuilt per image); default all three")
     b.add_argument("--workers", type=positive_int, default=None, help="workers for the all-cores figure")
@@ -30,8 +31,8 @@ def _bench_evaluator_parser(bsub) -> None:
     b = bsub.add_parser("evaluator", help="oracle detector AP50 on the target domain; digits accuracy real vs synthetic")
     b.add_argument("--oracle-steps", type=positive_int, default=1200, help="oracle training steps (default 1200)")
     b.add_argument("--digits-steps", type=positive_int, default=1500, help="digits classifier steps (default 1500)")
-    b.add_argument("--seed", type=non_negative_int, default=0)
-    b.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
+    b.add_argument("--seed", type=training_seed, default=0)
+    b.add_argument("--threads", type=threads, default=2, help="torch CPU threads, 1 to 1024 (default 2)")
     add_workers(b, "the config's")
     add_json(b)
 
@@ -45,12 +46,13 @@ def _bench_loop_parser(bsub) -> None:
     size.add_argument("--full", action="store_true",
                       help="the fidelities and budgets of the benchmark tables (shapes: 20 rounds at 300 images / "
                            "150 steps); docs/benchmarks.md gives each scale's measured time")
-    b.add_argument("--tasks", default="digits,shapes", help="comma-separated (default digits,shapes)")
-    b.add_argument("--controllers", default=None,
+    b.add_argument("--tasks", type=name_list, default="digits,shapes", help="comma-separated (default digits,shapes)")
+    b.add_argument("--controllers", type=name_list, default=None,
                    help="comma-separated (default prior,random,reinforce,credit,tpe,cmaes; --full adds descent; "
                         "--quick prior,random,reinforce,tpe)")
-    b.add_argument("--seeds", default=None, help="search seeds, comma-separated (default 0,1,2; --quick 0,1)")
-    b.add_argument("--out", default=None,
+    b.add_argument("--seeds", type=int_list(0), default=None,
+                   help="search seeds, comma-separated (default 0,1,2; --quick 0,1)")
+    b.add_argument("--out", type=path, default=None,
                    help="run directories (default out/bench-loop, --quick out/bench-loop-quick, --full out/bench-loop-full)")
     b.add_argument("--report-only", action="store_true",
                    help="aggregate the finished runs only (a controller with a missing run is left out)")
@@ -60,40 +62,33 @@ def _bench_loop_parser(bsub) -> None:
 def _bench_signal_parser(bsub) -> None:
     b = bsub.add_parser("signal", help="evidence per CPU-second on the shapes target: the paired SNR of an ideal step "
                                        "and gradient cosines with the true direction, from scratch and warm-started")
-    b.add_argument("config", nargs="?", default="experiments/shapes/default.toml",
+    b.add_argument("config", nargs="?", type=path, default="experiments/shapes/default.toml",
                    help="a config with evaluator.target_config, or any with --toward (default "
                         "experiments/shapes/default.toml)")
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable)")
     b.add_argument("--images", type=positive_int, default=None, help="images per candidate (default: the config's)")
     b.add_argument("--steps", type=positive_int, default=None, help="training steps from scratch (default: the config's)")
-    b.add_argument("--toward", default=None, metavar="BEST_JSON",
+    b.add_argument("--toward", type=path, default=None, metavar="BEST_JSON",
                    help="the known-better θ: a finished run's best.json (default: the config's evaluator.target_config)")
     b.add_argument("--seeds", type=positive_int, default=6, help="training seeds (default 6)")
-    b.add_argument("--warm-steps", default="25,50,100",
+    b.add_argument("--warm-steps", type=int_list(1, empty=True), default="25,50,100",
                    help="comma-separated fine-tune budgets of the warm-started modes ('' for none; default 25,50,100)")
     b.add_argument("--pairs", type=positive_int, default=4, help="antithetic pairs per seed (default 4)")
     b.add_argument("--drops", type=non_negative_int, default=6,
                    help="subsets dropped per seed to check each credit's prediction (default 6; 0: none)")
     b.add_argument("--workers", type=positive_int, default=2, help="evaluation processes (default 2)")
-    b.add_argument("--out", default="out/bench-signal", help="raw measurements, reused by seed (default out/bench-signal)")
+    b.add_argument("--out", type=path, default="out/bench-signal",
+                   help="raw measurements, reused by seed (default out/bench-signal)")
     add_json(b, "a table")
 
 
 def _bench_signal(args) -> int:
     from ...bench.signal import SignalPlan, bench_signal, format_table
 
-    try:
-        warm = tuple(int(x) for x in args.warm_steps.split(",") if x.strip())
-        if any(k < 1 for k in warm):
-            raise ValueError
-    except ValueError:
-        print(f"dropt bench signal: error: --warm-steps: expected comma-separated positive integers, "
-              f"got {args.warm_steps!r}", file=sys.stderr)
-        return EXIT_USAGE
     plan = SignalPlan(config=args.config, sets=tuple(args.overrides), images=args.images, steps=args.steps,
-                      toward=args.toward, seeds=args.seeds, warm_steps=warm, pairs=args.pairs, drops=args.drops,
-                      workers=args.workers, out=Path(args.out))
+                      toward=args.toward, seeds=args.seeds, warm_steps=args.warm_steps, pairs=args.pairs,
+                      drops=args.drops, workers=args.workers, out=Path(args.out))
     res = bench_signal(plan, log=lambda m: print(m, file=sys.stderr, flush=True))   # errors: one line (cli main)
     (plan.out / "result.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res) if args.json else format_table(res))
@@ -104,19 +99,11 @@ def _bench_loop(args) -> int:
     from ...bench.loop import (DEFAULT_CONTROLLERS, FULL_CONTROLLERS, QUICK_CONTROLLERS, SUFFIX, Plan, bench_loop,
                              format_table)
 
-    def names(text: str | None, default) -> tuple[str, ...]:
-        return tuple(x.strip() for x in text.split(",") if x.strip()) if text else tuple(default)
-
-    try:
-        seeds = tuple(int(x) for x in names(args.seeds, (0, 1) if args.quick else (0, 1, 2)))
-    except ValueError:
-        print(f"dropt bench loop: error: --seeds: expected comma-separated integers, got {args.seeds!r}",
-              file=sys.stderr)
-        return EXIT_USAGE
+    seeds = args.seeds or ((0, 1) if args.quick else (0, 1, 2))
     scale = "quick" if args.quick else "full" if args.full else "default"
-    controllers = names(args.controllers, {"quick": QUICK_CONTROLLERS, "default": DEFAULT_CONTROLLERS,
-                                           "full": FULL_CONTROLLERS}[scale])
-    plan = Plan(tasks=names(args.tasks, ()), controllers=controllers, seeds=seeds, scale=scale,
+    controllers = args.controllers or {"quick": QUICK_CONTROLLERS, "default": DEFAULT_CONTROLLERS,
+                                       "full": FULL_CONTROLLERS}[scale]
+    plan = Plan(tasks=args.tasks, controllers=controllers, seeds=seeds, scale=scale,
                 out=Path(args.out or f"out/bench-loop{SUFFIX[scale]}"), report_only=args.report_only)
     log = (lambda m: print(m, file=sys.stderr, flush=True))
     try:
@@ -124,7 +111,7 @@ def _bench_loop(args) -> int:
     except RuntimeError as e:
         print(f"dropt bench loop: error: {e}", file=sys.stderr)
         return 1
-    name = "result" + plan.suffix + ("" if args.tasks == "digits,shapes" else f"-{'-'.join(plan.tasks)}")
+    name = "result" + plan.suffix + ("" if plan.tasks == ("digits", "shapes") else f"-{'-'.join(plan.tasks)}")
     plan.out.mkdir(parents=True, exist_ok=True)
     (plan.out / f"{name}.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res) if args.json else format_table(res))
@@ -150,25 +137,18 @@ def cmd_bench(args) -> int:
                   f"synthetic default {res['digits_synthetic_acc']:.3f}")
         return 0
     if args.bench == "render":
-        from ...bench.render import MODES, bench_render, per_core_images, summary_lines
+        import os
 
-        try:
-            sizes = tuple(int(s) for s in args.sizes.split(","))
-        except ValueError:
-            print(f"dropt bench render: error: --sizes: expected comma-separated integers, got {args.sizes!r}",
-                  file=sys.stderr)
-            return EXIT_USAGE
-        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-        if not modes or any(m not in MODES for m in modes):
-            print(f"dropt bench render: error: --modes: expected a comma-separated subset of "
-                  f"{','.join(MODES)}, got {args.modes!r}", file=sys.stderr)
-            return EXIT_USAGE
+        from ...bench.render import bench_render, check_figures, per_core_images, summary_lines
+
+        workers = args.workers or os.cpu_count() or 1
+        check_figures(args.sizes, args.n, workers, args.modes)
         log = (lambda *a, **k: None) if args.json else print
         if not args.json:
             print(f"dropt bench render: {args.n} images per core per figure (pyrender, naive: "
                   f"{per_core_images(args.n, 'naive')}), RGB + masks + boxes"
                   + (" + depth" if args.depth else ""))
-        res = bench_render(sizes=sizes, n=args.n, workers=args.workers, modes=modes, repeats=args.repeats,
+        res = bench_render(sizes=args.sizes, n=args.n, workers=workers, modes=args.modes, repeats=args.repeats,
                            depth=args.depth, log=log)
         if args.json:
             print(json.dumps(res))

@@ -5,32 +5,36 @@ from __future__ import annotations
 import json
 import sys
 
-from .options import add_json, non_negative_int, positive_int
+from .options import add_json, path, positive_int, split_seed, threads, training_seed
 
 
 def add(sub) -> None:
     p = sub.add_parser("eval", help="train the detector on a COCO set and score it on a real set's val and test splits")
-    p.add_argument("synthetic", metavar="SYNTHETIC_DIR", help="COCO dataset to train on (e.g. what `dropt render` wrote)")
-    p.add_argument("--real", required=True, metavar="REAL_DIR",
+    p.add_argument("synthetic", type=path, metavar="SYNTHETIC_DIR",
+                   help="COCO dataset to train on (e.g. what `dropt render` wrote)")
+    p.add_argument("--real", type=path, required=True, metavar="REAL_DIR",
                    help="real COCO set: val/ and test/ sub-sets, or one set split here with --split-seed")
     p.add_argument("--steps", type=positive_int, default=1200, help="training steps (default 1200)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per step (default 32)")
     p.add_argument("--images", type=positive_int, default=None, help="train on the first N images only")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="training seed (default 0)")
-    p.add_argument("--split-seed", type=non_negative_int, default=0, help="seed of the real val/test split (default 0)")
+    p.add_argument("--seed", type=training_seed, default=0, help="training seed, 0 to 2**64 - 1 (default 0)")
+    p.add_argument("--split-seed", type=split_seed, default=0,
+                   help="seed of the real val/test split, 0 to 2**32 - 1 (default 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:i]")
-    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--threads", type=threads, default=None,
+                   help="CPU threads for torch, 1 to 1024 (default: torch's)")
     add_json(p)
 
 
 def cmd_eval(args) -> int:
     from evaluator.base import Fidelity
     from evaluator.detection import DetectionEvaluator
-    from evaluator.real import load_coco_real
+    from evaluator.real import check_real_splits, load_coco_real
     from generator.dataset import Dataset
 
     synthetic = Dataset.read_coco(args.synthetic)
     real = load_coco_real(args.real, seed=args.split_seed)
+    check_real_splits(real, "--real")
     ev = DetectionEvaluator(real, device=args.device, threads=args.threads)
     fid = Fidelity(steps=args.steps, batch_size=args.batch_size, images=args.images)
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 
-from .options import add_address, add_overwrite, add_workers, positive_int
+from .options import add_address, add_overwrite, add_workers, grid_images, path, positive_int
 
 
 def add(sub) -> None:
     p = sub.add_parser("report", help="plots (score per round, θ trajectories, sample grids) and summary.md of a run")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--n", type=positive_int, default=16, help="images per sample grid (default 16)")
+    p.add_argument("run_dir", type=path, metavar="RUN_DIR")
+    p.add_argument("--n", type=grid_images, default=16, help="images per sample grid, 1 to 1024 (default 16)")
     p = sub.add_parser("export", help="write a COCO dataset from a run's learned distribution")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", type=path, metavar="RUN_DIR")
     p.add_argument("--n", type=positive_int, required=True, help="number of images")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", type=path, required=True, help="output directory")
     add_workers(p, "the run's"), add_overwrite(p), add_address(p)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .options import add_address, add_config, positive_int
+from .options import add_address, add_config, path, positive_int, text
 
 
 def add(sub) -> None:
@@ -15,9 +15,11 @@ def add(sub) -> None:
     p.add_argument("--budget", type=positive_int, default=16, help="trials (default 16)")
     p.add_argument("--rungs", type=positive_int, default=4,
                    help="training rungs of evaluator.steps steps each, reported after each (default 4)")
-    p.add_argument("--out", default=None, help="Tune's experiment directory (default out/tune/<config>-<scheduler>)")
-    p.add_argument("--storage", default=None, help="where Tune keeps trial checkpoints (PBT): a URI (s3://…) or a "
-                                                   "path every node shares (default: beside --out)")
+    p.add_argument("--out", type=path, default=None,
+                   help="Tune's experiment directory (default out/tune/<config>-<scheduler>)")
+    p.add_argument("--storage", type=text("a path or a URI"), default=None,
+                   help="where Tune keeps trial checkpoints (PBT): a URI (s3://…) or a "
+                        "path every node shares (default: beside --out)")
     add_address(p)
 
 
