@@ -28,6 +28,11 @@ class Sample:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+class RenderError(RuntimeError):
+    """A renderer that cannot run here (no GL context, out of memory): a runtime failure the
+    command line reports in one line with exit status 1."""
+
+
 class Generator(abc.ABC):
     """Renders images from per-image parameter values drawn from its ``space``."""
 

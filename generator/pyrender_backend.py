@@ -34,7 +34,15 @@ def shared_offscreen(width: int, height: int):
     Backends of different sizes share it; pyrender resizes its framebuffer when asked."""
     global _shared
     if _shared is None:
-        _shared = _import_pyrender().OffscreenRenderer(width, height)
+        pyrender = _import_pyrender()
+        try:
+            _shared = pyrender.OffscreenRenderer(width, height)
+        except Exception as e:      # EGL without Mesa's drivers, or no memory left to map them
+            from .base import RenderError
+
+            raise RenderError(f"could not open a headless GL context (EGL: {type(e).__name__}); it needs "
+                              f"libEGL with Mesa's llvmpipe (`make install` installs them) and memory to map "
+                              f"its driver") from None
     elif (_shared.viewport_width, _shared.viewport_height) != (width, height):
         _shared.viewport_width, _shared.viewport_height = width, height
     return _shared

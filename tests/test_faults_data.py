@@ -323,3 +323,34 @@ def test_a_render_stopped_by_sigterm_while_writing_leaves_no_hidden_folder(tmp_p
         assert err.splitlines()[-1] == "dropt render: interrupted (SIGTERM)" and "Traceback" not in err, err[-2000:]
         assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] in ([], ["out"])     # no hidden folder beside it
+
+
+def test_an_address_space_limit_ray_cannot_start_under_is_one_line(tmp_path):
+    """Under `ulimit -v 3G` Ray's processes abort; the command says so before starting them."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2 ** 30, resource.RLIM_INFINITY))
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([sys.executable, "-c", "import sys; from loop.front.cli import main; sys.exit(main())",
+                           "render", str(SMOKE), "--n", "2", "--out", str(tmp_path / "out"), "--workers", "1"],
+                          env=env, preexec_fn=limit, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "dropt render: error: ray: expected an address-space limit (ulimit -v) of at least 16 GiB for Ray's "
+        "processes, got 3.0 GiB; raise it, or render and evaluate in this process (render.workers = 0, no --address)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_gl_context_that_cannot_open_is_one_line(tmp_path):
+    """Mesa without its drivers (as under a tight memory limit): one line, exit 1, nothing written."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYOPENGL_PLATFORM": "egl", "LIBGL_DRIVERS_PATH": "/nonexistent"}
+    proc = subprocess.run([sys.executable, "-c", "import sys; from loop.front.cli import main; sys.exit(main())",
+                           *_render(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "dropt render: error: could not open a headless GL context (EGL: GLError); it needs libEGL with Mesa's "
+        "llvmpipe (`make install` installs them) and memory to map its driver")
+    assert not (tmp_path / "out").exists()

@@ -155,6 +155,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, settings
     env = runtime_env(settings)        # checks the config's folders even when Ray is up already
     if ray.is_initialized():
         return
+    check_address_space()
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     if not address:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, single-user Ray; clusters keep theirs
@@ -166,12 +167,44 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, settings
         else:
             ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
     except (ConnectionError, ValueError) as e:
+        _give_up_ray(ray)
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise ConfigError(f"ray: expected to start or join {where}, got {type(e).__name__}: "
                           f"{_first_line(e)}") from None
     except Exception as e:      # Ray's own start-up failures (a raylet that cannot start: memory, ports)
+        _give_up_ray(ray)
         raise RunFailure(f"ray: could not {'join ' + address if address else 'start a local Ray'} "
                          f"({type(e).__name__}: {_first_line(e)})") from None
+
+
+#: the address space (``ulimit -v``) Ray's processes need, measured on this project's machines:
+#: a local Ray with two render actors failed to start at 10 GB (threads that cannot reserve their
+#: stacks abort the process) and ran at 16 GB
+RAY_ADDRESS_SPACE = 16 * 2 ** 30
+
+
+def check_address_space() -> None:
+    """Refuse, in one line, an address-space limit under which Ray aborts (a C++ thread that
+    cannot start ends the process with no message of ours)."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY and soft < RAY_ADDRESS_SPACE:
+        raise RunFailure(f"ray: expected an address-space limit (ulimit -v) of at least "
+                         f"{RAY_ADDRESS_SPACE / 2 ** 30:.0f} GiB for Ray's processes, got {soft / 2 ** 30:.1f} GiB; "
+                         f"raise it, or render and evaluate in this process (render.workers = 0, no --address)")
+
+
+def _give_up_ray(ray) -> None:
+    """After a failed ``ray.init``: stop what it started, and drop its exit hook, which would
+    otherwise fail again at exit (out of memory, say) with a traceback after our one line."""
+    import atexit
+
+    try:
+        ray.shutdown()
+    except BaseException:       # the failure that stopped ray.init may stop this too
+        pass
+    atexit.unregister(ray.shutdown)
 
 
 def _first_line(e: BaseException) -> str:

@@ -44,6 +44,7 @@ def _label(args: argparse.Namespace) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from evaluator.base import EvaluatorError
+    from generator.base import RenderError
     from generator.dataset import DatasetError
     from generator.space import SpaceError
 
@@ -56,6 +57,9 @@ def _run(args: argparse.Namespace) -> int:
     except (SpaceError, DatasetError, EvaluatorError) as e:
         print(f"{command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except RenderError as e:        # the renderer cannot run here: a runtime failure
+        print(f"{command}: error: {e}", file=sys.stderr)
+        return EXIT_FAILURE
     except BrokenPipeError:
         raise                       # stdout's reader went away: main's to handle
     except OSError as e:
