@@ -33,6 +33,11 @@ class RenderError(RuntimeError):
     command line reports in one line with exit status 1."""
 
 
+class RenderFailed(RenderError):
+    """One candidate's images could not be rendered (a renderer command failed, timed out or wrote
+    a bad set): the message is one line; that candidate fails, the run goes on."""
+
+
 class Generator(abc.ABC):
     """Renders images from per-image parameter values drawn from its ``space``."""
 
@@ -40,6 +45,10 @@ class Generator(abc.ABC):
     categories: tuple[str, ...] = ()
     #: the default parameter space (controllers learn its θ)
     space: ParameterSpace
+    #: True: the config's ``[space]`` tables are the whole space, passed to the constructor as
+    #: ``space`` (a generator with no space of its own, such as ``command``); False: they
+    #: override the generator's own
+    space_from_config: bool = False
 
     def scene_draws(self, theta: Any, n: int, seed: int) -> dict[str, np.ndarray]:
         """Parameter values of n images, column-wise (vectorised, seeded)."""
@@ -52,6 +61,11 @@ class Generator(abc.ABC):
     @abc.abstractmethod
     def render(self, params: dict[str, np.ndarray], seed: int) -> Sample:
         """One image and its annotations from one parameter row."""
+
+    def render_batch(self, rows: list[dict[str, np.ndarray]], seeds: list[int]) -> list[Sample]:
+        """Several images at once (a renderer with a per-call cost overrides it); the default
+        renders them one by one."""
+        return [self.render(row, s) for row, s in zip(rows, seeds)]
 
     def config(self) -> dict[str, Any]:
         """The settings that, with θ and the seed, reproduce this generator's output."""
@@ -86,7 +100,7 @@ def render_samples(generator: Generator, draws: dict[str, np.ndarray], seed: int
     """Images ``start``, ``start + 1``, … of a dataset rendered with ``seed``, from their drawn
     parameter columns; each image's seed comes from its index, so any split gives the same bytes."""
     rows = rows_of(draws)
-    return [generator.render(row, s) for row, s in zip(rows, image_seeds(seed, len(rows), start))]
+    return generator.render_batch(rows, image_seeds(seed, len(rows), start))
 
 
 def render_draws(generator: Generator, draws: dict[str, np.ndarray], seed: int) -> Dataset:

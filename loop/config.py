@@ -55,12 +55,16 @@ class ExperimentConfig:
         try:
             from .registry import lookup
 
-            gen = lookup("generator", self.generator_name)(**dict(self.generator_options))
+            cls = lookup("generator", self.generator_name)
+            options = dict(self.generator_options)
+            if getattr(cls, "space_from_config", False):
+                options["space"] = dict(self.space)
+            gen = cls(**options)
         except TypeError as e:  # an unknown option passed to the generator's constructor
             raise ConfigError(f"generator: expected options accepted by {self.generator_name!r}, got {e}") from None
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        if self.space:
+        if self.space and not getattr(gen, "space_from_config", False):
             try:
                 gen.space = gen.space.override(self.space, same_kinds=True)
             except SpaceError as e:

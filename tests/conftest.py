@@ -15,8 +15,8 @@ from smoke import SMOKE  # noqa: E402
 
 
 #: modules whose tests run the loop, Ray, Tune or the CLI end to end
-SLOW_MODULES = {"test_bench_loop", "test_cli", "test_example_plugins", "test_faults", "test_faults_data", "test_faults_real", "test_real_paths",
-                "test_runner", "test_target_cli", "test_tune"}
+SLOW_MODULES = {"test_bench_loop", "test_cli", "test_command", "test_example_plugins", "test_faults",
+                "test_faults_data", "test_faults_real", "test_real_paths", "test_runner", "test_target_cli", "test_tune"}
 #: tests elsewhere that run many evaluations (the conformance suite's learning check)
 SLOW_TESTS = {"test_beats_random"}
 

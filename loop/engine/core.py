@@ -9,6 +9,7 @@ signals act on the whole round.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Iterable
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from evaluator.base import Fidelity
 from evaluator.real import RealSplits
-from generator.base import derive_seed
+from generator.base import RenderFailed, derive_seed
 
 from ..config import EvaluatorSettings, ExperimentConfig
 from ..signals.base import Signal, signal_classes
@@ -77,22 +78,37 @@ class Engine:
         checkpoint, :mod:`loop.engine.warm`)."""
         if warm_start is None and self.warm is not None:
             warm_start, fidelity = self.warm.weights(self, thetas, round_index), fidelity or self.warm.fidelity
-        draws, datasets = self.draw_and_render(thetas, seeds)
-        results = self.train(datasets, seeds, signals=signals, fidelity=fidelity, warm_start=warm_start)
+        draws, datasets, failed = self.draw_and_render(thetas, seeds, keep_going=True)
+        ok = [i for i in range(len(thetas)) if i not in failed]
+        trained = self.train([datasets[i] for i in ok], [seeds[i] for i in ok], signals=signals, fidelity=fidelity,
+                             warm_start=warm_start) if ok else []
         for n in sorted(signals):   # a stateful signal's own training counts itself (Engine.train)
-            self.signals[n].after_round(self, round_index, datasets, results)
+            self.signals[n].after_round(self, round_index, [datasets[i] for i in ok], trained)
+        results = [CandidateResult(score=math.nan, failed=failed[i]) if i in failed else None for i in range(len(thetas))]
+        for i, res in zip(ok, trained):
+            results[i] = res
         if keep_draws:
             for res, d in zip(results, draws):
                 res.draws = None if res.failed else d
         return results
 
-    def draw_and_render(self, thetas: list[np.ndarray], seeds: list[int]) -> tuple[list[dict], list]:
-        """Each candidate's per-image draws and its rendered dataset."""
+    def draw_and_render(self, thetas: list[np.ndarray], seeds: list[int], *, keep_going: bool = False) -> tuple:
+        """Each candidate's per-image draws and its rendered dataset. With ``keep_going`` a
+        candidate whose renderer fails (:class:`generator.base.RenderFailed`: a command that
+        failed) gets None for a dataset, and a third item maps its index to the one-line reason."""
         t0 = time.perf_counter()
         draws = [self.renderer.generator.scene_draws(t, self.settings.images, s) for t, s in zip(thetas, seeds)]
-        datasets = [self.renderer.render_draws(d, s, remote=self.remote) for d, s in zip(draws, seeds)]
+        datasets, failed = [], {}
+        for i, (d, s) in enumerate(zip(draws, seeds)):
+            try:
+                datasets.append(self.renderer.render_draws(d, s, remote=self.remote))
+            except RenderFailed as e:
+                if not keep_going:
+                    raise
+                datasets.append(None)
+                failed[i] = f"render: {e}"
         self.seconds["render"] += time.perf_counter() - t0
-        return draws, datasets
+        return (draws, datasets, failed) if keep_going else (draws, datasets)
 
     # --- models trained on given images, scored by real val (and TEST) -----------------------
     def train(self, datasets: list, seeds: list[int], *, signals: Iterable[str] = ("score",),

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from generator.base import render_draws, render_samples, samples_to_dataset
+from generator.base import RenderFailed, render_draws, render_samples, samples_to_dataset
 from generator.dataset import Dataset
 
 from ..config import ExperimentConfig
@@ -201,6 +201,8 @@ class RenderPool:
                 free = [new if a is actor else a for a in free] + [new]
                 calls.append((s, k))
                 continue
+            except RenderFailed as e:     # the renderer refused this chunk (Ray's error carries it as its cause)
+                raise RenderFailed(str(getattr(e, "cause", None) or e)) from None
             results[s] = (chunk, value) if remote else value
             free.append(actor)
             done += k
