@@ -13,7 +13,6 @@ from loop.config import ConfigError, apply_override, config_from_dict, load_conf
 from loop.engine.render_pool import RenderPool, call_sizes
 
 from smoke import ROOT, SMOKE  # noqa: E402
-DEFAULT = ROOT / "experiments" / "shapes" / "default.toml"
 
 
 def _same_tree(a: Path, b: Path) -> bool:
@@ -22,10 +21,17 @@ def _same_tree(a: Path, b: Path) -> bool:
     return files_a == files_b and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
 
 
-def test_configs_load():
-    for path in (SMOKE, DEFAULT):
-        cfg = load_config(path)
-        assert cfg.generator_name == "shapes"
+SHIPPED = sorted(p for p in [*(ROOT / "experiments").rglob("*.toml"), *(ROOT / "examples").glob("*/*.toml")]
+                 if p.name != "pyproject.toml")
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(ROOT)) for p in SHIPPED])
+def test_every_shipped_config_loads_and_builds_its_generator(path):
+    gen = load_config(path).build_generator()
+    try:
+        assert gen.space.dim > 0 and gen.categories
+    finally:
+        gen.close()
 
 
 def test_worker_count_does_not_change_bytes(tmp_path):
