@@ -11,7 +11,7 @@ APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libxrender1
 export PYOPENGL_PLATFORM ?= egl
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: install system-deps demo test bench clean
+.PHONY: install system-deps blender demo test bench clean
 
 install: system-deps $(STAMP)
 
@@ -34,6 +34,15 @@ $(STAMP): pyproject.toml examples/plugins/pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e examples/plugins   # the example plug-ins (tests run them)
 	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# the optional Blender generator: Blender 4.2 as a Python module (about 520 MB)
+BLENDER_STAMP := $(VENV)/.dropt-blender
+blender: install $(BLENDER_STAMP)
+
+$(BLENDER_STAMP): pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[dev,blender]'
+	$(BIN)/python -c "import bpy"
+	touch $(BLENDER_STAMP)
 
 demo: install
 	rm -rf out/demo/run

@@ -82,6 +82,11 @@ TASKS = {
         "default": _fidelity(200, 100, 400, 200, 8, 2),
         "quick": _fidelity(200, 100, 200, 100, 3, 2, final_seeds=2)}, oracle=True,
         warm_rounds=1.3),   # 26 rounds of 4 at 100 warm steps in the wall time of 20 from scratch (measured)
+    # Blender (the optional extra) renders about 100× slower than the shapes GL path: small fidelities
+    "blender": Task("blender", "experiments/blender/default.toml", {
+        "full": _fidelity(200, 150, 400, 300, 12, 4),
+        "default": _fidelity(120, 100, 300, 200, 6, 4),       # the config's own
+        "quick": _fidelity(80, 80, 160, 100, 3, 2, final_seeds=2)}, oracle=True),
 }
 
 #: benchmark name → (dropt optimizer, extra --set overrides)
@@ -251,17 +256,18 @@ def interval(values: list[float]) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------------------------
-# References for the shapes target: the oracle and the target's own θ
+# References for a hidden target: the oracle and the target's own θ
 # --------------------------------------------------------------------------------------------
 
-def _references_path(plan: Plan) -> Path:
-    return plan.out / "shapes" / f"references{plan.suffix}.json"
+def _references_path(plan: Plan, task: str) -> Path:
+    return plan.out / task / f"references{plan.suffix}.json"
 
 
-def shapes_references(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
+def references(plan: Plan, task: str, log: Callable[[str], None]) -> dict[str, Any]:
     """Oracle (target-domain images, camera included) and the target's θ (no camera), each
-    trained with the final fidelity and seeds of the shapes runs, scored on real val and TEST."""
-    path = _references_path(plan)
+    trained with the final fidelity and seeds of the task's runs, scored on real val and TEST
+    (a task whose real set is a hidden target: shapes, blender)."""
+    path = _references_path(plan, task)
     if path.is_file():
         return json.loads(path.read_text())
     from generator.base import derive_seed, render_dataset
@@ -270,7 +276,7 @@ def shapes_references(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
     from ..run.final import FINAL_KEY
     from ..engine.target import apply_camera_model, target_settings
 
-    cfg = load_config(TASKS["shapes"].config, plan.overrides("shapes", "prior"))
+    cfg = load_config(TASKS[task].config, plan.overrides(task, "prior"))
     real = load_real(cfg, log=log)
     engine = Engine(cfg, None, real, {"score"}, use_ray=False)     # the runner's final retraining path
     target_cfg = load_config(cfg.evaluator.target_config)
@@ -289,11 +295,11 @@ def shapes_references(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
                              for j, im in enumerate(ds.images)]
             res = engine.train([ds], [s], fidelity=fid, splits=("val", "test"))[0]
             if res.failed:
-                raise RunFailure(f"shapes/{name}: expected the reference to train, it failed ({res.failed})")
+                raise RunFailure(f"{task}/{name}: expected the reference to train, it failed ({res.failed})")
             vals.append(res.extras[f"val_{cfg.evaluator.score}"])
             tests.append(res.extras[f"test_{cfg.evaluator.score}"])
         out[name] = {"val": vals, "test": tests}
-        log(f"  shapes/{name}: val {np.mean(vals):.4f}  TEST {np.mean(tests):.4f}  ({len(tests)} trainings)")
+        log(f"  {task}/{name}: val {np.mean(vals):.4f}  TEST {np.mean(tests):.4f}  ({len(tests)} trainings)")
     gen.close()
     out["seconds"] = round(time.perf_counter() - t0, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -324,8 +330,8 @@ def bench_loop(plan: Plan, *, log: Callable[[str], None] = print) -> dict[str, A
             curves = [curve(plan.run_dir(task, c, s)) for s in plan.seeds]
             rows[c] = summarise(runs, curves)
         entry: dict[str, Any] = {"metric": metric, "controllers": rows, "not_run": skipped}
-        if TASKS[task].oracle and not (plan.report_only and not _references_path(plan).is_file()):
-            ref = shapes_references(plan, log)
+        if TASKS[task].oracle and not (plan.report_only and not _references_path(plan, task).is_file()):
+            ref = references(plan, task, log)
             entry["references"] = {k: {"val": interval(v["val"]), "test": interval(v["test"])}
                                    for k, v in ref.items() if isinstance(v, dict)}
             oracle = float(np.mean(ref["oracle"]["test"]))

@@ -23,20 +23,34 @@ from typing import Any, Callable
 
 
 from generator.base import render_dataset
-from generator.shapes import ShapesGenerator
 
 from ..config import config_from_dict
 from ..engine.render_pool import RenderPool
 
 
 MODES = {"gl": "dropt's one-pass GL path (default)", "pyrender": "pyrender renderer, scene reused",
-         "naive": "pyrender, scene rebuilt per image"}
-_BACKEND = {"gl": "gl", "pyrender": "pyrender", "naive": "pyrender-naive"}
+         "naive": "pyrender, scene rebuilt per image",
+         "blender": "Blender (bpy): Cycles on the CPU, 8 samples, its scene reused (the optional extra)"}
+#: each mode's [generator] table (besides image_size and depth)
+GENERATORS = {"gl": {"name": "shapes", "backend": "gl"}, "pyrender": {"name": "shapes", "backend": "pyrender"},
+              "naive": {"name": "shapes", "backend": "pyrender-naive"}, "blender": {"name": "blender"}}
 
 
-def _warm_generator(size: int, mode: str, depth: bool) -> ShapesGenerator:
-    gen = ShapesGenerator(image_size=size, backend=_BACKEND[mode], depth=depth)
-    render_dataset(gen, gen.space.to_vector(), 10, 0)  # warm-up: GL context, shaders, first uploads
+def default_modes() -> tuple[str, ...]:
+    """Every renderer installed here: Blender's rows when the optional extra is."""
+    import importlib.util
+
+    return ("gl", "pyrender", "naive") + (("blender",) if importlib.util.find_spec("bpy") else ())
+
+
+def _config(size: int, mode: str, depth: bool, workers: int = 0):
+    return config_from_dict({"generator": {**GENERATORS[mode], "image_size": size, "depth": depth},
+                             "render": {"workers": workers}})
+
+
+def _warm_generator(size: int, mode: str, depth: bool):
+    gen = _config(size, mode, depth).build_generator()
+    render_dataset(gen, gen.space.to_vector(), 10, 0)  # warm-up: GL context or Blender scene, shaders, first uploads
     return gen
 
 
@@ -103,10 +117,7 @@ def machine_scaling(workers: int, repeats: int = 3, iterations: int = 4_000_000)
 
 
 def _all_cores(size: int, mode: str, n: int, seed: int, workers: int, depth: bool) -> float:
-    cfg = config_from_dict({"generator": {"name": "shapes", "image_size": size, "backend": _BACKEND[mode],
-                                          "depth": depth},
-                            "render": {"workers": workers}})
-    with RenderPool(cfg) as pool:
+    with RenderPool(_config(size, mode, depth, workers)) as pool:
         theta = pool.generator.space.to_vector()
         pool.render(theta, max(n // 4, 16 * workers), seed)  # warm-up every actor
         t0 = time.perf_counter()
@@ -116,8 +127,8 @@ def _all_cores(size: int, mode: str, n: int, seed: int, workers: int, depth: boo
 
 def per_core_images(n: int, mode: str) -> int:
     """Images per core in each figure: ``n`` for the fast gl path, a quarter (at least 50) for the
-    pyrender modes, which are 4–7× slower."""
-    return n if mode == "gl" else max(n // 4, 50)
+    pyrender modes, which are 4–7× slower, a sixteenth (at least 24) for Blender (about 100×)."""
+    return n if mode == "gl" else max(n // 16, 24) if mode == "blender" else max(n // 4, 50)
 
 
 def _ratios(fig: dict[str, float], modes) -> dict[str, float]:
@@ -147,21 +158,28 @@ def check_figures(sizes, n: int, workers: int, modes) -> None:
     if unknown:
         raise ConfigError(f"--modes: expected a comma-separated subset of {','.join(MODES)}, got {unknown[0]!r}")
     for size in sizes:
-        try:
-            ShapesGenerator(image_size=size).close()       # its GL context opens on the first image only
-        except ValueError as e:
-            raise ConfigError(f"--sizes: {e}") from None
+        for mode in modes:
+            try:
+                _config(size, mode, False).build_generator().close()   # a renderer opens on its first image only
+            except ValueError as e:
+                raise ConfigError(f"--sizes: {e}") from None
+        if "blender" in modes:
+            import importlib.util
+
+            if importlib.util.find_spec("bpy") is None:
+                raise ConfigError("--modes: expected Blender (bpy) installed for the blender mode, got none: "
+                                  "make blender")
         check_images_fit(f"--n × workers ({n} × {workers})", n * workers, size)
     check_local_workers(workers, None)
 
 
 def bench_render(sizes=(64, 128), n: int = 800, seed: int = 0, workers: int | None = None,
-                 modes=("gl", "pyrender", "naive"), repeats: int = 3, depth: bool = False,
-                 log=print) -> dict[str, Any]:
+                 modes=None, repeats: int = 3, depth: bool = False, log=print) -> dict[str, Any]:
     """The figures of each mode are taken in interleaved rounds (one process, the pool, and for
     ``gl`` the one-actor pool, then again), so a slow spell of a shared machine lowers all of a
     round rather than one figure, and each figure is its best round."""
     workers = workers or os.cpu_count() or 1
+    modes = modes or default_modes()
     out: dict[str, Any] = {"workers": workers, "images": n, "repeats": repeats, "depth": depth,
                            "modes": {m: MODES[m] for m in modes}}
     for size in sizes:
@@ -208,6 +226,10 @@ def summary_lines(res: dict[str, Any]) -> list[str]:
         if not key.isdigit():
             continue
         parts = []
+        if "blender_one_process" in f and "gl_one_process" in f:
+            parts.append(f"Blender {f['blender_one_process']:.1f} img/s in one process "
+                         f"({f['gl_one_process'] / f['blender_one_process']:.0f}× slower than gl), "
+                         f"{f['blender_all_cores']:.1f} over {w} workers")
         if "speedup_vs_naive_one_process" in f:
             parts.append(f"reuse/naive {f['speedup_vs_naive_one_process']:.2f}× (one process), "
                          f"{f['speedup_vs_naive_all_cores']:.2f}× (all cores)")

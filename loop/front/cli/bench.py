@@ -17,9 +17,10 @@ def _bench_render_parser(bsub) -> None:
     b.add_argument("--n", type=positive_int, default=800,
                    help="images per core in each gl figure; pyrender and naive render a quarter (default 800)")
     b.add_argument("--sizes", type=int_list(1), default="64,128", help="comma-separated image sizes (default 64,128)")
-    b.add_argument("--modes", type=name_list, default="gl,pyrender,naive",
+    b.add_argument("--modes", type=name_list, default=None,
                    help="comma-separated renderers to time: gl (dropt's path), pyrender (scene reused), "
-                        "naive (scene rebuilt per image); default all three")
+                        "naive (scene rebuilt per image), blender (Cycles, the optional extra); default every "
+                        "one installed")
     b.add_argument("--workers", type=positive_int, default=None, help="workers for the all-cores figure")
     b.add_argument("--repeats", type=positive_int, default=3, help="interleaved rounds per figure; the best is kept (default 3)")
     b.add_argument("--depth", action="store_true",
@@ -141,7 +142,10 @@ def cmd_bench(args) -> int:
 
         from ...bench.render import bench_render, check_figures, per_core_images, summary_lines
 
+        from ...bench.render import default_modes
+
         workers = args.workers or os.cpu_count() or 1
+        args.modes = args.modes or default_modes()
         check_figures(args.sizes, args.n, workers, args.modes)
         log = (lambda *a, **k: None) if args.json else print
         if not args.json:

@@ -1,0 +1,260 @@
+"""The Blender scene: built once per process in ``bpy``, changed per image, rendered with Cycles.
+
+One process hosts one Blender (``bpy`` is a module-wide singleton), so :func:`shared_scene`
+keeps one :class:`BlenderScene` and rebuilds it only when the settings change. Each object slot
+holds one mesh per class; an image shows at most one of them per slot (the others are hidden from
+the render), so nothing is created or deleted between images. A render writes one uncompressed
+multilayer EXR (colour, depth and the object-index pass, whose values are exact integers: the
+pass is not anti-aliased) and :func:`generator.blender.exr.read_exr` reads it back.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..base import RenderError
+from .exr import linear_to_srgb, read_exr
+
+CLASSES = ("cube", "sphere", "cylinder", "cone", "torus")
+#: half the height of each class's mesh at scale 1 (it rests on the ground at z = 0)
+HALF_HEIGHT = {"cube": 0.5, "sphere": 0.5, "cylinder": 0.5, "cone": 0.5, "torus": 0.15}
+#: where the camera looks (just above the ground's centre)
+LOOK_AT = (0.0, 0.0, 0.3)
+#: depth written where no surface was hit
+NO_HIT = 1e9
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What building the scene depends on (a change rebuilds it)."""
+
+    image_size: int
+    slots: int
+    samples: int
+    denoise: bool
+
+
+@dataclass
+class Thing:
+    kind: str
+    x: float
+    y: float
+    yaw_deg: float
+    scale: float
+    color: tuple[float, float, float]
+    roughness: float
+    metallic: float
+
+
+@dataclass
+class Shot:
+    """One image: what the scene shows and from where."""
+
+    objects: list[Thing]
+    ground: tuple[float, float, float]
+    background: tuple[float, float, float]
+    light_energy: float
+    light_elevation: float
+    light_azimuth: float
+    light_temperature: float
+    camera_distance: float
+    camera_elevation: float
+    camera_azimuth: float
+    focal_length: float
+    seed: int = 0
+    only: int | None = field(default=None)
+    """Show object ``only`` alone (its unoccluded footprint)."""
+
+
+def _bpy():
+    try:
+        import bpy
+    except ImportError:
+        raise RenderError("generator blender: expected Blender as a Python module (bpy 4.2), not installed: "
+                          "pip install -e '.[blender]' (or make blender)") from None
+    return bpy
+
+
+class BlenderScene:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.bpy = bpy = _bpy()
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        self.scene = bpy.context.scene
+        self._render_settings()
+        self._world_camera_light()
+        self.slots = [self._slot(j) for j in range(settings.slots)]
+        self.folder = Path(tempfile.mkdtemp(prefix="dropt-blender-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+
+    # --- built once ----------------------------------------------------------------------------
+    def _render_settings(self) -> None:
+        s, r = self.settings, self.scene.render
+        r.engine = "CYCLES"
+        r.resolution_x = r.resolution_y = s.image_size
+        r.resolution_percentage = 100
+        r.threads_mode, r.threads = "FIXED", 1          # one core per process: the same bytes every time
+        r.dither_intensity = 0.0
+        r.image_settings.file_format = "OPEN_EXR_MULTILAYER"
+        r.image_settings.color_depth, r.image_settings.exr_codec = "32", "NONE"
+        self.scene.use_nodes = False
+        self.scene.view_settings.view_transform, self.scene.view_settings.look = "Standard", "None"
+        layer = self.scene.view_layers[0]
+        layer.use_pass_z = layer.use_pass_object_index = True
+        c = self.scene.cycles
+        c.device, c.samples, c.use_adaptive_sampling, c.use_animated_seed = "CPU", s.samples, False, False
+        c.use_denoising = s.denoise
+        c.max_bounces, c.diffuse_bounces, c.glossy_bounces = 4, 2, 2
+        c.transmission_bounces = c.volume_bounces = c.transparent_max_bounces = 0
+        c.caustics_reflective = c.caustics_refractive = False
+
+    def _world_camera_light(self) -> None:
+        bpy, scene = self.bpy, self.scene
+        world = bpy.data.worlds.new("world")
+        world.use_nodes, scene.world = True, world
+        self.background = world.node_tree.nodes["Background"]
+        self.camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
+        scene.collection.objects.link(self.camera)
+        scene.camera, self.camera.data.sensor_width = self.camera, 36.0
+        light = bpy.data.lights.new("sun", "SUN")
+        light.use_nodes = True
+        nodes = light.node_tree.nodes
+        self.blackbody = nodes.new("ShaderNodeBlackbody")
+        light.node_tree.links.new(self.blackbody.outputs["Color"], nodes["Emission"].inputs["Color"])
+        self.light = bpy.data.objects.new("sun", light)
+        scene.collection.objects.link(self.light)
+        bpy.ops.mesh.primitive_plane_add(size=40.0)
+        self.ground = bpy.context.object                 # pass_index 0: the ground is background
+        self.ground_bsdf = self._material(self.ground, "ground")
+
+    def _slot(self, j: int) -> dict:
+        """Slot ``j``: one mesh per class sharing one material, instance id j + 1, all hidden."""
+        ops = self.bpy.ops.mesh
+        makers = {"cube": lambda: ops.primitive_cube_add(size=1.0),
+                  "sphere": lambda: ops.primitive_uv_sphere_add(radius=0.5, segments=32, ring_count=16),
+                  "cylinder": lambda: ops.primitive_cylinder_add(radius=0.5, depth=1.0, vertices=32),
+                  "cone": lambda: ops.primitive_cone_add(radius1=0.5, depth=1.0, vertices=32),
+                  "torus": lambda: ops.primitive_torus_add(major_radius=0.35, minor_radius=0.15)}
+        material = self.bpy.data.materials.new(f"slot{j}")
+        material.use_nodes = True
+        meshes = {}
+        for kind in CLASSES:
+            makers[kind]()
+            obj = self.bpy.context.object
+            if kind != "cube":
+                self.bpy.ops.object.shade_smooth()
+            obj.data.materials.append(material)
+            obj.pass_index, obj.hide_render = j + 1, True
+            meshes[kind] = obj
+        return {"meshes": meshes, "bsdf": material.node_tree.nodes["Principled BSDF"]}
+
+    def _material(self, obj, name: str):
+        material = self.bpy.data.materials.new(name)
+        material.use_nodes = True
+        obj.data.materials.append(material)
+        return material.node_tree.nodes["Principled BSDF"]
+
+    # --- per image -----------------------------------------------------------------------------
+    def render(self, shot: Shot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(uint8 H×W×3 sRGB, int32 H×W instance ids (0 background), float32 H×W depth, 0 where
+        nothing was hit)."""
+        self._show(shot)
+        path = self.folder / "image.exr"
+        self.scene.render.filepath = str(path)
+        with _quiet_stdout():
+            self.bpy.ops.render.render(write_still=True)
+        ch = read_exr(path)
+        rgb = linear_to_srgb(np.stack([ch[f"ViewLayer.Combined.{c}"] for c in "RGB"], axis=-1))
+        depth = ch["ViewLayer.Depth.Z"].astype(np.float32)
+        depth[depth >= NO_HIT] = 0.0
+        return rgb, ch["ViewLayer.IndexOB.X"].astype(np.int32), depth
+
+    def footprint(self, shot: Shot, j: int) -> int:
+        """Pixels object ``j`` covers alone (in frame): one sample is enough, the index pass
+        takes one sample per pixel whatever the count."""
+        c = self.scene.cycles
+        samples, denoise = c.samples, c.use_denoising
+        c.samples, c.use_denoising = 1, False
+        try:
+            _, ids, _ = self.render(Shot(**{**shot.__dict__, "only": j}))
+        finally:
+            c.samples, c.use_denoising = samples, denoise
+        return int((ids == j + 1).sum())
+
+    def _show(self, shot: Shot) -> None:
+        for j, slot in enumerate(self.slots):
+            thing = shot.objects[j] if j < len(shot.objects) and shot.only in (None, j) else None
+            for kind, obj in slot["meshes"].items():
+                obj.hide_render = thing is None or kind != thing.kind
+            if thing is not None:
+                obj = slot["meshes"][thing.kind]
+                obj.location = (thing.x, thing.y, HALF_HEIGHT[thing.kind] * thing.scale)
+                obj.rotation_euler = (0.0, 0.0, math.radians(thing.yaw_deg))
+                obj.scale = (thing.scale,) * 3
+                _paint(slot["bsdf"], thing.color, thing.roughness, thing.metallic)
+        _paint(self.ground_bsdf, shot.ground, 0.9, 0.0)
+        self.background.inputs["Color"].default_value = (*shot.background, 1.0)
+        self.light.data.energy = shot.light_energy
+        self.light.rotation_euler = (math.radians(90.0 - shot.light_elevation), 0.0, math.radians(shot.light_azimuth))
+        self.blackbody.inputs["Temperature"].default_value = shot.light_temperature
+        self._aim(shot)
+        self.scene.cycles.seed = shot.seed % 2 ** 31
+        self.bpy.context.view_layer.update()
+
+    def _aim(self, shot: Shot) -> None:
+        from mathutils import Vector
+
+        el, az, d = math.radians(shot.camera_elevation), math.radians(shot.camera_azimuth), shot.camera_distance
+        self.camera.location = (LOOK_AT[0] + d * math.cos(el) * math.cos(az),
+                                LOOK_AT[1] + d * math.cos(el) * math.sin(az), LOOK_AT[2] + d * math.sin(el))
+        self.camera.rotation_euler = (Vector(LOOK_AT) - self.camera.location).to_track_quat("-Z", "Y").to_euler()
+        self.camera.data.lens = shot.focal_length
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _paint(bsdf, color, roughness: float, metallic: float) -> None:
+    bsdf.inputs["Base Color"].default_value = (*color, 1.0)
+    bsdf.inputs["Roughness"].default_value = float(roughness)
+    bsdf.inputs["Metallic"].default_value = float(metallic)
+
+
+@contextmanager
+def _quiet_stdout():
+    """Cycles prints a progress line per sample to file descriptor 1: keep it off dropt's output."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+_shared: BlenderScene | None = None
+
+
+def shared_scene(settings: Settings) -> BlenderScene:
+    """The process's one Blender scene for ``settings`` (rebuilt when they change)."""
+    global _shared
+    if _shared is None or _shared.settings != settings:
+        if _shared is not None:
+            _shared.close()
+        _shared = BlenderScene(settings)
+    return _shared
+
+
+__all__ = ["CLASSES", "BlenderScene", "Settings", "Shot", "Thing", "shared_scene"]
