@@ -107,3 +107,20 @@ def test_narrowed_classes_are_the_only_ones_drawn():
     ds = render_dataset(g, g.space.to_vector(), 6, seed=3)
     names = {g.categories[o.category_id - 1] for objs in ds.annotations for o in objs}
     assert names and names <= {"torus", "cone"}
+
+
+def test_the_blender_scene_through_the_command_contract_renders_the_same_bytes():
+    """The command contract on a real renderer: `python -m generator.blender.contract` run by the
+    command generator, with the Blender space declared in its config, equals Blender in process."""
+    from generator.command import CommandGenerator
+
+    g = gen()
+    cmd = CommandGenerator(argv=["{python}", "-m", "generator.blender.contract", "{draws}", "{out}", "--image-size",
+                                 str(SIZE), "--max-objects", "3", "--samples", "2", "--min-visible-pixels", "2"],
+                           categories=list(g.categories), space=g.space.to_dict(), timeout_s=120)
+    theta = g.space.to_vector()
+    here, there = render_dataset(g, theta, 4, seed=6), render_dataset(cmd, theta, 4, seed=6)
+    assert all(np.array_equal(a, b) for a, b in zip(here.images, there.images))
+    # COCO keeps visible fractions to 4 decimals
+    assert ([[(o.category_id, o.bbox, round(o.visible_fraction, 4)) for o in objs] for objs in here.annotations]
+            == [[(o.category_id, o.bbox, round(o.visible_fraction, 4)) for o in objs] for objs in there.annotations])
