@@ -229,7 +229,7 @@ CASES = [
     ("bench-render-modes-empty", [*B_RENDER, "--modes", ""], _names("--modes", ""), 2),
     ("bench-render-modes-twice", [*B_RENDER, "--modes", "gl,gl"], _names("--modes", "gl,gl"), 2),
     ("bench-render-modes-unknown", [*B_RENDER, "--modes", "gl,vulkan"],
-     "--modes: expected a comma-separated subset of gl,pyrender,naive, got 'vulkan'", 2),
+     "--modes: expected a comma-separated subset of gl,pyrender,naive,blender, got 'vulkan'", 2),
     ("bench-render-n-zero", ["bench", "render", "--n", "0"], _int("--n", "0"), 2),
     ("bench-render-n-beyond-memory", ["bench", "render", "--sizes", "64", "--n", "1000000000", "--workers", "1"],
      f"--n × workers (1000000000 × 1): {NOT_FIT}1000000000 (64×64×3 bytes each: 11.2 TiB needed)", 2),
