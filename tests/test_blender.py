@@ -124,3 +124,31 @@ def test_the_blender_scene_through_the_command_contract_renders_the_same_bytes()
     # COCO keeps visible fractions to 4 decimals
     assert ([[(o.category_id, o.bbox, round(o.visible_fraction, 4)) for o in objs] for objs in here.annotations]
             == [[(o.category_id, o.bbox, round(o.visible_fraction, 4)) for o in objs] for objs in there.annotations])
+
+
+PYRAMID_OBJ = """v 0 0 0
+v 2 0 0
+v 0 2 0
+v 0 0 2
+f 1 3 2
+f 1 2 4
+f 1 4 3
+f 2 3 4
+"""
+
+
+def test_a_mesh_of_the_users_is_one_more_class(tmp_path, capsys):
+    (tmp_path / "pyramid.obj").write_text(PYRAMID_OBJ)
+    cfg = config_from_dict({"generator": {"name": "blender", "image_size": SIZE, "max_objects": 2, "samples": 1,
+                                          "min_visible_pixels": 2, "meshes": {"pyramid": str(tmp_path / "pyramid.obj")}},
+                            "space": {"object.class": {"choices": ["pyramid"]}, "object_count": {"mean": 2.0, "std": 0.3},
+                                      "camera.distance": {"range": [5.0, 5.5]}}})
+    g = cfg.build_generator()
+    assert g.categories[-1] == "pyramid"
+    ds = render_dataset(g, g.space.to_vector(), 4, seed=5)
+    found = [o.category_id for objs in ds.annotations for o in objs]
+    assert found and set(found) == {len(g.categories)}      # every object drawn is the user's mesh
+    with pytest.raises(ValueError, match=r"generator.meshes.cube: expected a class name other than the primitives"):
+        BlenderGenerator(meshes={"cube": str(tmp_path / "pyramid.obj")})
+    with pytest.raises(ValueError, match=r"generator.meshes.mug: expected an existing .obj/.ply/.stl file"):
+        BlenderGenerator(meshes={"mug": str(tmp_path / "mug.fbx")})

@@ -13,6 +13,7 @@ so the same seed gives the same bytes however images are split over render worke
 from __future__ import annotations
 
 import colorsys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from ..space import ParameterSpace
 from .scene import CLASSES, Settings, Shot, Thing, shared_scene
 
 
-def default_space(max_objects: int) -> ParameterSpace:
+def default_space(max_objects: int, classes: tuple[str, ...] = CLASSES) -> ParameterSpace:
     """Every knob of the Blender scene, with hard bounds and a moderate default distribution."""
     K = max_objects
 
@@ -38,7 +39,7 @@ def default_space(max_objects: int) -> ParameterSpace:
 
     return ParameterSpace.from_dict({
         "object_count": {"family": "int", "bounds": [0, K], "mean": (K + 1) / 2, "std": float(K)},
-        "object.class": {"family": "categorical", "choices": list(CLASSES)} | ({"size": K} if K > 1 else {}),
+        "object.class": {"family": "categorical", "choices": list(classes)} | ({"size": K} if K > 1 else {}),
         "object.x": u((-2.5, 2.5), (-1.6, 1.6), K),
         "object.y": u((-2.5, 2.5), (-1.6, 1.6), K),
         "object.yaw": u((-180, 180), None, K),
@@ -75,7 +76,7 @@ class BlenderGenerator(Generator):
     categories = CLASSES
 
     def __init__(self, *, image_size: int = 64, max_objects: int = 4, min_visible_pixels: int = 10,
-                 samples: int = 8, denoise: bool = False, depth: bool = False):
+                 samples: int = 8, denoise: bool = False, depth: bool = False, meshes: dict[str, str] | None = None):
         self.image_size = _int_option("image_size", image_size, 16, 1024)
         self.max_objects = _int_option("max_objects", max_objects, 1, 16)
         self.min_visible_pixels = _int_option("min_visible_pixels", min_visible_pixels, 1, image_size ** 2)
@@ -84,14 +85,18 @@ class BlenderGenerator(Generator):
             if not isinstance(value, bool):
                 raise ValueError(f"generator.{name}: expected true or false, got {value!r}")
         self.denoise, self.depth = denoise, depth
-        self.space = default_space(self.max_objects)
+        self.meshes = _check_meshes(meshes or {})
+        self.categories = CLASSES + tuple(self.meshes)
+        self.space = default_space(self.max_objects, self.categories)
 
     def config(self) -> dict[str, Any]:
         return {"generator": "blender", "image_size": self.image_size, "max_objects": self.max_objects,
-                "min_visible_pixels": self.min_visible_pixels, "samples": self.samples, "denoise": self.denoise}
+                "min_visible_pixels": self.min_visible_pixels, "samples": self.samples, "denoise": self.denoise,
+                **({"meshes": self.meshes} if self.meshes else {})}
 
     def render(self, params: dict[str, np.ndarray], seed: int) -> Sample:
-        scene = shared_scene(Settings(self.image_size, self.max_objects, self.samples, self.denoise))
+        scene = shared_scene(Settings(self.image_size, self.max_objects, self.samples, self.denoise,
+                                      tuple(self.meshes.items())))
         shot = self.shot(params, seed)
         rgb, ids, depth = scene.render(shot)
         sensor = {k.split(".", 1)[1]: float(np.atleast_1d(v)[0]) for k, v in params.items() if k.startswith("sensor.")}
@@ -126,11 +131,31 @@ class BlenderGenerator(Generator):
             if visible < self.min_visible_pixels:
                 continue
             fraction = visible / max(scene.footprint(shot, j), visible) if _touches_another(ids, j + 1) else 1.0
-            out.append(ObjectAnnotation.from_mask(CLASSES.index(thing.kind) + 1, mask, fraction))
+            out.append(ObjectAnnotation.from_mask(self.categories.index(thing.kind) + 1, mask, fraction))
         return out
 
     def close(self) -> None:
         pass            # the process's one Blender scene stays for the next generator
+
+
+#: the mesh files Blender imports here
+MESH_FORMATS = (".obj", ".ply", ".stl")
+
+
+def _check_meshes(meshes: Any) -> dict[str, str]:
+    """``generator.meshes``: class name → a mesh file (one more class each)."""
+    if not isinstance(meshes, dict):
+        raise ValueError(f"generator.meshes: expected a table of class name = mesh file, got {meshes!r}")
+    out = {}
+    for name, path in meshes.items():
+        if name in CLASSES:
+            raise ValueError(f"generator.meshes.{name}: expected a class name other than the primitives "
+                             f"{list(CLASSES)}, got {name!r}")
+        if not isinstance(path, str) or Path(path).suffix.lower() not in MESH_FORMATS or not Path(path).is_file():
+            raise ValueError(f"generator.meshes.{name}: expected an existing {'/'.join(MESH_FORMATS)} file, "
+                             f"got {path!r}")
+        out[name] = str(Path(path).resolve())
+    return out
 
 
 def _touches_another(ids: np.ndarray, k: int) -> bool:

@@ -40,6 +40,8 @@ class Settings:
     slots: int
     samples: int
     denoise: bool
+    meshes: tuple[tuple[str, str], ...] = ()
+    """A user's meshes as (class name, file): each is one more class."""
 
 
 @dataclass
@@ -91,6 +93,8 @@ class BlenderScene:
         self.scene = bpy.context.scene
         self._render_settings()
         self._world_camera_light()
+        self.half_height = dict(HALF_HEIGHT)
+        self.templates = {name: self._load_mesh(name, path) for name, path in settings.meshes}
         self.slots = [self._slot(j) for j in range(settings.slots)]
         self.folder = Path(tempfile.mkdtemp(prefix="dropt-blender-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
 
@@ -151,9 +155,41 @@ class BlenderScene:
             if kind != "cube":
                 self.bpy.ops.object.shade_smooth()
             obj.data.materials.append(material)
-            obj.pass_index, obj.hide_render = j + 1, True
             meshes[kind] = obj
+        for name, template in self.templates.items():      # a user's mesh: its data shared, its material the slot's
+            obj = self.bpy.data.objects.new(f"{name}{j}", template)
+            self.scene.collection.objects.link(obj)
+            for material_slot in obj.material_slots:
+                material_slot.link, material_slot.material = "OBJECT", material
+            meshes[name] = obj
+        for obj in meshes.values():
+            obj.pass_index, obj.hide_render = j + 1, True
         return {"meshes": meshes, "bsdf": material.node_tree.nodes["Principled BSDF"]}
+
+    def _load_mesh(self, name: str, path: str):
+        """A user's mesh file as mesh data centred on the origin, its largest side 1 (like the
+        primitives); its half height noted so that it rests on the ground."""
+        importers = {".obj": self.bpy.ops.wm.obj_import, ".ply": self.bpy.ops.wm.ply_import,
+                     ".stl": self.bpy.ops.wm.stl_import}
+        before = set(self.bpy.data.objects)
+        importers[Path(path).suffix.lower()](filepath=str(path))
+        parts = [o for o in self.bpy.data.objects if o not in before and o.type == "MESH"]
+        if not parts:
+            raise RenderError(f"generator.meshes.{name}: expected a mesh in {path}, got none")
+        mesh = parts[0].data
+        for o in [o for o in self.bpy.data.objects if o not in before]:
+            self.bpy.data.objects.remove(o)
+        co = np.empty(len(mesh.vertices) * 3)
+        mesh.vertices.foreach_get("co", co)
+        co = co.reshape(-1, 3)
+        lo, hi = co.min(axis=0), co.max(axis=0)
+        co = (co - (lo + hi) / 2) / max(float((hi - lo).max()), 1e-9)
+        mesh.vertices.foreach_set("co", co.ravel())
+        mesh.update()
+        if not mesh.materials:
+            mesh.materials.append(None)       # one slot, linked per object to the slot's material
+        self.half_height[name] = float(co[:, 2].max())
+        return mesh
 
     def _material(self, obj, name: str):
         material = self.bpy.data.materials.new(name)
@@ -195,7 +231,7 @@ class BlenderScene:
                 obj.hide_render = thing is None or kind != thing.kind
             if thing is not None:
                 obj = slot["meshes"][thing.kind]
-                obj.location = (thing.x, thing.y, HALF_HEIGHT[thing.kind] * thing.scale)
+                obj.location = (thing.x, thing.y, self.half_height[thing.kind] * thing.scale)
                 obj.rotation_euler = (0.0, 0.0, math.radians(thing.yaw_deg))
                 obj.scale = (thing.scale,) * 3
                 _paint(slot["bsdf"], thing.color, thing.roughness, thing.metallic)
