@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .space import ParameterSpace
+from .space import ParameterSpace, hsv_spec, loguniform_spec, uniform_spec
 
 CLASSES = ("cube", "sphere", "cylinder", "cone", "torus")
 DISTRACTORS = ("capsule", "slab")
@@ -23,17 +23,7 @@ DISTRACTORS = ("capsule", "slab")
 def default_space(max_objects: int, max_distractors: int) -> ParameterSpace:
     """Every knob of the shapes scene, with hard bounds and a moderate default distribution."""
     K, D = max_objects, max_distractors
-
-    def u(bounds, rng=None, size=1):
-        d = {"family": "uniform", "bounds": list(bounds), "range": list(rng or bounds)}
-        return d | ({"size": size} if size > 1 else {})
-
-    def lu(bounds, rng=None, size=1):
-        return u(bounds, rng, size) | {"family": "loguniform"}
-
-    def hsv(prefix, size, s=(0.0, 1.0), v=(0.0, 1.0)):
-        return {f"{prefix}.hue": u((0, 1), None, size), f"{prefix}.saturation": u((0, 1), s, size),
-                f"{prefix}.value": u((0, 1), v, size)}
+    u, lu, hsv = uniform_spec, loguniform_spec, hsv_spec
 
     spec = {
         "object_count": {"family": "int", "bounds": [0, K], "mean": (K + 1) / 2, "std": float(K)},

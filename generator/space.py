@@ -754,3 +754,21 @@ def _merged(current: dict[str, Any], sub: Mapping[str, Any]) -> dict[str, Any]:
         merged.pop("log_std", None)
     merged.update(sub)
     return merged
+
+# --- spec helpers for a generator's default space --------------------------------------------
+
+def uniform_spec(bounds, range=None, size: int = 1) -> dict[str, Any]:
+    """A uniform parameter's table: hard ``bounds``, a learnable ``range`` (the bounds if unset),
+    ``size`` draws per image."""
+    return {"family": "uniform", "bounds": list(bounds), "range": list(range or bounds)} | (
+        {"size": size} if size > 1 else {})
+
+
+def loguniform_spec(bounds, range=None, size: int = 1) -> dict[str, Any]:
+    return uniform_spec(bounds, range, size) | {"family": "loguniform"}
+
+
+def hsv_spec(prefix: str, size: int, s=(0.0, 1.0), v=(0.0, 1.0)) -> dict[str, dict[str, Any]]:
+    """``prefix.hue``, ``.saturation`` and ``.value``, each uniform in [0, 1] with the given ranges."""
+    return {f"{prefix}.hue": uniform_spec((0, 1), None, size), f"{prefix}.saturation": uniform_spec((0, 1), s, size),
+            f"{prefix}.value": uniform_spec((0, 1), v, size)}

@@ -34,10 +34,9 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def real(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("real") / "target"
-    make_target(load_config(SMOKE, ["target.val=6", "target.test=6"]), out, workers=0, progress=False)
-    return out
+def real(smoke_real) -> Path:
+    """The session's tiny real set (tests here copy it before changing anything)."""
+    return smoke_real
 
 
 @pytest.fixture
@@ -273,21 +272,27 @@ def test_more_local_render_workers_than_cores_are_refused_before_any_starts(fini
 # --------------------------------------------------------------------------------------------
 
 def test_a_run_of_a_killed_bench_dies_with_it(tmp_path):
-    """The child `dropt run` of `dropt bench loop` gets SIGTERM when the bench dies."""
-    script = ("import subprocess, sys, time; from loop.bench.loop import _die_with_parent; "
-              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], "
-              "preexec_fn=_die_with_parent); print(p.pid, flush=True); time.sleep(120)")
-    bench = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    child = int(bench.stdout.readline())
-    bench.send_signal(signal.SIGKILL)
+    """SIGKILL `dropt bench loop` while its child `dropt run` holds its run folder: the child ends
+    with it (it gets SIGTERM from Linux), so the folder's lock is free again within seconds."""
+    from smoke import ROOT
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    bench = subprocess.Popen([sys.executable, "-c", "import sys; from loop.front.cli import main; sys.exit(main())",
+                              "bench", "loop", "--quick", "--tasks", "digits", "--controllers", "prior", "--seeds",
+                              "0", "--out", str(tmp_path / "bench")], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = RunDir(tmp_path / "bench" / "digits" / "prior-s0")
+    deadline = time.monotonic() + 180
+    while not run.in_use() and time.monotonic() < deadline and bench.poll() is None:
+        time.sleep(0.2)
+    assert run.in_use(), "the bench's run never started"
+    bench.kill()
     bench.wait(timeout=30)
-    for _ in range(100):
-        if not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(child, signal.SIGKILL)
-        pytest.fail("the bench's child outlived it")
+    deadline = time.monotonic() + 10       # an orphan would hold it for the rest of its run (30 s or more)
+    while run.in_use() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not run.in_use(), "the bench's run outlived it"
 
 
 def test_a_folder_a_live_run_holds_is_in_use(tmp_path):

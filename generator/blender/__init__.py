@@ -21,21 +21,14 @@ import numpy as np
 from ..base import Generator, Sample
 from ..dataset import ObjectAnnotation
 from ..sensor import apply_sensor
-from ..space import ParameterSpace
+from ..space import ParameterSpace, hsv_spec, loguniform_spec, uniform_spec
 from .scene import CLASSES, Settings, Shot, Thing, shared_scene
 
 
 def default_space(max_objects: int, classes: tuple[str, ...] = CLASSES) -> ParameterSpace:
     """Every knob of the Blender scene, with hard bounds and a moderate default distribution."""
     K = max_objects
-
-    def u(bounds, rng=None, size=1):
-        return {"family": "uniform", "bounds": list(bounds), "range": list(rng or bounds)} | (
-            {"size": size} if size > 1 else {})
-
-    def hsv(prefix, size, s=(0.0, 1.0), v=(0.0, 1.0)):
-        return {f"{prefix}.hue": u((0, 1), None, size), f"{prefix}.saturation": u((0, 1), s, size),
-                f"{prefix}.value": u((0, 1), v, size)}
+    u, hsv = uniform_spec, hsv_spec
 
     return ParameterSpace.from_dict({
         "object_count": {"family": "int", "bounds": [0, K], "mean": (K + 1) / 2, "std": float(K)},
@@ -43,13 +36,13 @@ def default_space(max_objects: int, classes: tuple[str, ...] = CLASSES) -> Param
         "object.x": u((-2.5, 2.5), (-1.6, 1.6), K),
         "object.y": u((-2.5, 2.5), (-1.6, 1.6), K),
         "object.yaw": u((-180, 180), None, K),
-        "object.scale": u((0.3, 2.0), (0.6, 1.3), K) | {"family": "loguniform"},
+        "object.scale": loguniform_spec((0.3, 2.0), (0.6, 1.3), K),
         **hsv("object", K, s=(0.3, 1.0), v=(0.3, 1.0)),
         "object.roughness": u((0, 1), (0.2, 0.9), K),
         "object.metallic": u((0, 1), (0.0, 0.4), K),
         **hsv("ground", 1, s=(0.0, 0.4), v=(0.1, 0.6)),
         **hsv("background", 1, s=(0.0, 0.5), v=(0.05, 0.5)),
-        "light.energy": u((0.2, 20.0), (2.0, 6.0)) | {"family": "loguniform"},
+        "light.energy": loguniform_spec((0.2, 20.0), (2.0, 6.0)),
         "light.elevation": u((5, 90), (30, 75)),
         "light.azimuth": u((-180, 180)),
         "light.temperature": u((2000, 12000), (4500, 7500)),

@@ -189,7 +189,8 @@ def _die_with_parent() -> None:
     import ctypes
     import signal
 
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)     # 1 = PR_SET_PDEATHSIG
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)     # 1 = PR_SET_PDEATHSIG
 
 
 def run_one(plan: Plan, task: str, controller: str, seed: int, log: Callable[[str], None]) -> dict[str, Any]:

@@ -78,7 +78,7 @@ class Engine:
         checkpoint, :mod:`loop.engine.warm`)."""
         if warm_start is None and self.warm is not None:
             warm_start, fidelity = self.warm.weights(self, thetas, round_index), fidelity or self.warm.fidelity
-        draws, datasets, failed = self.draw_and_render(thetas, seeds, keep_going=True)
+        draws, datasets, failed = self._render_each(thetas, seeds)
         ok = [i for i in range(len(thetas)) if i not in failed]
         trained = self.train([datasets[i] for i in ok], [seeds[i] for i in ok], signals=signals, fidelity=fidelity,
                              warm_start=warm_start) if ok else []
@@ -92,10 +92,17 @@ class Engine:
                 res.draws = None if res.failed else d
         return results
 
-    def draw_and_render(self, thetas: list[np.ndarray], seeds: list[int], *, keep_going: bool = False) -> tuple:
-        """Each candidate's per-image draws and its rendered dataset. With ``keep_going`` a
-        candidate whose renderer fails (:class:`generator.base.RenderFailed`: a command that
-        failed) gets None for a dataset, and a third item maps its index to the one-line reason."""
+    def draw_and_render(self, thetas: list[np.ndarray], seeds: list[int]) -> tuple[list[dict], list]:
+        """Each candidate's per-image draws and its rendered dataset (a renderer's failure raises)."""
+        draws, datasets, failed = self._render_each(thetas, seeds)
+        if failed:
+            raise RenderFailed(next(iter(failed.values())).removeprefix("render: "))
+        return draws, datasets
+
+    def _render_each(self, thetas: list[np.ndarray], seeds: list[int]) -> tuple[list[dict], list, dict[int, str]]:
+        """Draws and datasets as :meth:`draw_and_render`; a candidate whose renderer fails
+        (:class:`generator.base.RenderFailed`: a command that failed) gets None for a dataset and
+        its one-line reason in the third item, by index, so that only it fails."""
         t0 = time.perf_counter()
         draws = [self.renderer.generator.scene_draws(t, self.settings.images, s) for t, s in zip(thetas, seeds)]
         datasets, failed = [], {}
@@ -103,12 +110,10 @@ class Engine:
             try:
                 datasets.append(self.renderer.render_draws(d, s, remote=self.remote))
             except RenderFailed as e:
-                if not keep_going:
-                    raise
                 datasets.append(None)
                 failed[i] = f"render: {e}"
         self.seconds["render"] += time.perf_counter() - t0
-        return (draws, datasets, failed) if keep_going else (draws, datasets)
+        return draws, datasets, failed
 
     # --- models trained on given images, scored by real val (and TEST) -----------------------
     def train(self, datasets: list, seeds: list[int], *, signals: Iterable[str] = ("score",),
