@@ -18,7 +18,7 @@ else:
 
 from generator.base import render_dataset
 from generator.blender import BlenderGenerator
-from generator.blender.scene import Settings, shared_scene
+from generator.blender.scene import TEXTURES, shared_scene
 from generator.dataset import Dataset
 from loop.config import config_from_dict
 from loop.engine.render_pool import RenderPool
@@ -38,7 +38,7 @@ def test_masks_and_boxes_are_the_object_index_pass():
         params = {k: v[i] for k, v in draws.items()}
         sample = g.render(params, seed=100 + i)
         shot = g.shot(params, 100 + i)
-        _, ids, _ = shared_scene(Settings(SIZE, 3, 2, False)).render(shot)
+        _, ids, _ = shared_scene(g.settings()).render(shot)
         present = [j for j in range(len(shot.objects)) if (ids == j + 1).sum() >= 2]
         assert len(sample.annotations) == len(present)
         for j, ann in zip(present, sample.annotations):
@@ -86,6 +86,38 @@ def test_the_same_seed_gives_the_same_bytes_over_0_1_or_2_render_workers(tmp_pat
                 == [[o.bbox for o in objs] for objs in images[w].annotations])
     again = render_dataset(cfg.build_generator(), cfg.build_generator().space.to_vector(), 8, 9)
     assert all(np.array_equal(a, b) for a, b in zip(images[0].images, again.images))
+
+
+def _one(g: BlenderGenerator, **values) -> np.ndarray:
+    """One image of the default θ's first draw (seed 5) with ``values`` set."""
+    params = {k: v[0] for k, v in g.scene_draws(g.space.to_vector(), 1, seed=5).items()}
+    params |= {"object_count": np.array(2), "object.class": np.array([0, 1, 0]),
+               "object.x": np.array([-0.8, 0.8, 0.0]), "object.y": np.array([0.0, 0.0, 0.0]),
+               "object.scale": np.array([1.3, 1.3, 1.0]), "camera.distance": np.array(6.0),
+               "camera.elevation": np.array(30.0), "camera.focal_length": np.array(35.0)}
+    return g.render(params | {k: np.asarray(v) for k, v in values.items()}, seed=5).image
+
+
+def test_only_the_drawn_count_of_suns_lights_the_image():
+    g = gen()
+    one = {"light_count": 1, "light.energy": [3.0, 3.0], "light.elevation": [50.0, 30.0]}
+    assert np.array_equal(_one(g, **one), _one(g, **one | {"light.energy": [3.0, 15.0]}))   # the hidden sun
+    two = one | {"light_count": 2}
+    assert not np.array_equal(_one(g, **two), _one(g, **two | {"light.energy": [3.0, 15.0]}))
+    assert _one(g, **two).mean() > _one(g, **one).mean()                                      # a second sun adds light
+
+
+def test_a_texture_shows_only_with_contrast_and_each_pattern_differs():
+    g = gen()
+    plain = {"object.texture_contrast": [0.0, 0.0, 0.0], "ground.texture_contrast": 0.0}
+    base = _one(g, **plain)
+    assert np.array_equal(base, _one(g, **plain | {"object.texture": [1, 2, 0], "object.texture_scale": [20.0, 1.0, 1.0]}))
+    images = [_one(g, **{"object.texture_contrast": [0.9, 0.9, 0.0], "object.texture": [k, k, 0],
+                         "object.texture_scale": [4.0, 4.0, 1.0], "ground.texture_contrast": 0.0})
+              for k in range(len(TEXTURES))]
+    for image in images:
+        assert not np.array_equal(image, base) and image.mean() < base.mean()               # darker in places
+    assert len({im.tobytes() for im in images}) == len(TEXTURES)
 
 
 def test_a_rendered_set_is_a_valid_coco_set(tmp_path):

@@ -3,9 +3,11 @@ instance masks from Blender's object-index pass.
 
 ``[generator] name = "blender"``. Needs the optional extra (``pip install -e '.[blender]'``,
 ``make blender``: Blender 4.2 as a Python module). The space's knobs: object count; per object
-class, position, yaw, scale, HSV colour, roughness and metallic; ground and background colour;
-a sun's strength, direction and colour temperature (Blender's blackbody); camera distance,
-elevation, azimuth and focal length; the sensor knobs of the shapes scene. Each image is
+class, position, yaw, scale, HSV colour, roughness, metallic and a procedural texture (noise,
+checker, Voronoi or wave; its scale and contrast); the ground's colour and texture; the
+background colour; 1 … ``max_lights`` suns, each with its strength, direction and colour
+temperature (Blender's blackbody); camera distance, elevation, azimuth and focal length; the
+sensor knobs of the shapes scene. Each image is
 rendered from its own seed (Cycles' sampling seed, the sensor noise), one thread per process,
 so the same seed gives the same bytes however images are split over render workers.
 """
@@ -22,12 +24,20 @@ from ..base import Generator, Sample
 from ..dataset import ObjectAnnotation
 from ..sensor import apply_sensor
 from ..space import ParameterSpace, hsv_spec, loguniform_spec, uniform_spec
-from .scene import CLASSES, Settings, Shot, Thing, shared_scene
+from .scene import CLASSES, TEXTURES, Settings, Shot, Sun, Surface, Thing, shared_scene
 
 
-def default_space(max_objects: int, classes: tuple[str, ...] = CLASSES) -> ParameterSpace:
+def texture_spec(prefix: str, size: int) -> dict[str, dict[str, Any]]:
+    """``prefix.texture`` (which pattern), ``.texture_scale`` and ``.texture_contrast`` (how much
+    the pattern darkens the colour: 0 is a plain colour)."""
+    return {f"{prefix}.texture": {"family": "categorical", "choices": list(TEXTURES)} | ({"size": size} if size > 1 else {}),
+            f"{prefix}.texture_scale": loguniform_spec((0.5, 50.0), (2.0, 10.0), size),
+            f"{prefix}.texture_contrast": uniform_spec((0, 1), (0.0, 0.5), size)}
+
+
+def default_space(max_objects: int, classes: tuple[str, ...] = CLASSES, max_lights: int = 2) -> ParameterSpace:
     """Every knob of the Blender scene, with hard bounds and a moderate default distribution."""
-    K = max_objects
+    K, L = max_objects, max_lights
     u, hsv = uniform_spec, hsv_spec
 
     return ParameterSpace.from_dict({
@@ -40,12 +50,15 @@ def default_space(max_objects: int, classes: tuple[str, ...] = CLASSES) -> Param
         **hsv("object", K, s=(0.3, 1.0), v=(0.3, 1.0)),
         "object.roughness": u((0, 1), (0.2, 0.9), K),
         "object.metallic": u((0, 1), (0.0, 0.4), K),
+        **texture_spec("object", K),
         **hsv("ground", 1, s=(0.0, 0.4), v=(0.1, 0.6)),
+        **texture_spec("ground", 1),
         **hsv("background", 1, s=(0.0, 0.5), v=(0.05, 0.5)),
-        "light.energy": loguniform_spec((0.2, 20.0), (2.0, 6.0)),
-        "light.elevation": u((5, 90), (30, 75)),
-        "light.azimuth": u((-180, 180)),
-        "light.temperature": u((2000, 12000), (4500, 7500)),
+        "light_count": {"family": "int", "bounds": [1, L], "mean": (L + 1) / 2, "std": float(L)},
+        "light.energy": loguniform_spec((0.2, 20.0), (1.5, 5.0), L),
+        "light.elevation": u((5, 90), (30, 75), L),
+        "light.azimuth": u((-180, 180), None, L),
+        "light.temperature": u((2000, 12000), (4500, 7500), L),
         "camera.distance": u((3.0, 15.0), (6.0, 8.0)),
         "camera.elevation": u((5, 89), (25, 60)),
         "camera.azimuth": u((-180, 180)),
@@ -64,14 +77,15 @@ def _int_option(name: str, value: Any, lo: int, hi: int) -> int:
 
 
 class BlenderGenerator(Generator):
-    """Cubes, spheres, cylinders, cones and tori on a ground plane, lit by a sun and the sky."""
+    """Cubes, spheres, cylinders, cones and tori on a ground plane, lit by suns and the sky."""
 
     categories = CLASSES
 
-    def __init__(self, *, image_size: int = 64, max_objects: int = 4, min_visible_pixels: int = 10,
+    def __init__(self, *, image_size: int = 64, max_objects: int = 4, max_lights: int = 2, min_visible_pixels: int = 10,
                  samples: int = 8, denoise: bool = False, depth: bool = False, meshes: dict[str, str] | None = None):
         self.image_size = _int_option("image_size", image_size, 16, 1024)
         self.max_objects = _int_option("max_objects", max_objects, 1, 16)
+        self.max_lights = _int_option("max_lights", max_lights, 1, 8)
         self.min_visible_pixels = _int_option("min_visible_pixels", min_visible_pixels, 1, image_size ** 2)
         self.samples = _int_option("samples", samples, 1, 4096)
         for name, value in (("denoise", denoise), ("depth", depth)):
@@ -80,38 +94,48 @@ class BlenderGenerator(Generator):
         self.denoise, self.depth = denoise, depth
         self.meshes = _check_meshes(meshes or {})
         self.categories = CLASSES + tuple(self.meshes)
-        self.space = default_space(self.max_objects, self.categories)
+        self.space = default_space(self.max_objects, self.categories, self.max_lights)
 
     def config(self) -> dict[str, Any]:
         return {"generator": "blender", "image_size": self.image_size, "max_objects": self.max_objects,
-                "min_visible_pixels": self.min_visible_pixels, "samples": self.samples, "denoise": self.denoise,
+                "max_lights": self.max_lights, "min_visible_pixels": self.min_visible_pixels, "samples": self.samples, "denoise": self.denoise,
                 **({"meshes": self.meshes} if self.meshes else {})}
 
     def render(self, params: dict[str, np.ndarray], seed: int) -> Sample:
-        scene = shared_scene(Settings(self.image_size, self.max_objects, self.samples, self.denoise,
-                                      tuple(self.meshes.items())))
+        scene = shared_scene(self.settings())
         shot = self.shot(params, seed)
         rgb, ids, depth = scene.render(shot)
         sensor = {k.split(".", 1)[1]: float(np.atleast_1d(v)[0]) for k, v in params.items() if k.startswith("sensor.")}
         image = apply_sensor(rgb, np.random.default_rng(seed), **sensor)
         return Sample(image, self.annotate(scene, shot, ids), depth if self.depth else None)
 
+    def settings(self) -> Settings:
+        return Settings(self.image_size, self.max_objects, self.samples, self.denoise, self.max_lights,
+                        tuple(self.meshes.items()))
+
     def shot(self, params: dict[str, np.ndarray], seed: int) -> Shot:
         """One image's values as a :class:`Shot` (a draw of ``object.class`` indexes the config's choices)."""
         r = {k: np.atleast_1d(v) for k, v in params.items()}
-        choices = self.space["object.class"].family.choices
+
+        def choice(name: str, j: int) -> str:
+            return self.space[name].family.choices[int(r[name][j])]
 
         def color(prefix: str, j: int = 0) -> tuple[float, float, float]:
             return colorsys.hsv_to_rgb(*(float(r[f"{prefix}.{c}"][j]) for c in ("hue", "saturation", "value")))
 
-        things = [Thing(choices[int(r["object.class"][j])], float(r["object.x"][j]), float(r["object.y"][j]),
-                        float(r["object.yaw"][j]), float(r["object.scale"][j]), color("object", j),
-                        float(r["object.roughness"][j]), float(r["object.metallic"][j]))
+        def surface(prefix: str, j: int, roughness: float, metallic: float) -> Surface:
+            return Surface(color(prefix, j), roughness, metallic, choice(f"{prefix}.texture", j),
+                           float(r[f"{prefix}.texture_scale"][j]), float(r[f"{prefix}.texture_contrast"][j]))
+
+        things = [Thing(choice("object.class", j), float(r["object.x"][j]), float(r["object.y"][j]),
+                        float(r["object.yaw"][j]), float(r["object.scale"][j]),
+                        surface("object", j, float(r["object.roughness"][j]), float(r["object.metallic"][j])))
                   for j in range(int(r["object_count"][0]))]
-        one = {k: float(v[0]) for k, v in r.items()}
-        return Shot(things, color("ground"), color("background"), one["light.energy"], one["light.elevation"],
-                    one["light.azimuth"], one["light.temperature"], one["camera.distance"], one["camera.elevation"],
-                    one["camera.azimuth"], one["camera.focal_length"], seed=int(seed))
+        suns = [Sun(*(float(r[f"light.{k}"][i]) for k in ("energy", "elevation", "azimuth", "temperature")))
+                for i in range(int(r["light_count"][0]))]
+        one = {k: float(v[0]) for k, v in r.items() if k.startswith("camera.")}
+        return Shot(things, surface("ground", 0, 0.9, 0.0), color("background"), suns, one["camera.distance"],
+                    one["camera.elevation"], one["camera.azimuth"], one["camera.focal_length"], seed=int(seed))
 
     def annotate(self, scene, shot: Shot, ids: np.ndarray) -> list[ObjectAnnotation]:
         """A mask per object from the index pass (exact integers). The visible fraction is visible

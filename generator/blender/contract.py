@@ -1,6 +1,6 @@
 """The Blender scene as a program of the command contract (docs/howto/command.md)::
 
-    python -m generator.blender.contract DRAWS_JSON OUT_DIR [--image-size 64] [--max-objects 4] [--samples 8]
+    python -m generator.blender.contract DRAWS_JSON OUT_DIR [--image-size 64] [--max-objects 4] [--max-lights 2] [--samples 8]
 
 Reads every image's seed and named values, renders them with the Blender scene, and writes the
 COCO set (ids 1 … n in the order of the draws): the shape a BlenderProc script has, run by
@@ -41,10 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--max-objects", type=int, default=4)
+    p.add_argument("--max-lights", type=int, default=2)
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--min-visible-pixels", type=int, default=10)
     args = p.parse_args(argv)
-    gen = BlenderGenerator(image_size=args.image_size, max_objects=args.max_objects, samples=args.samples,
+    gen = BlenderGenerator(image_size=args.image_size, max_objects=args.max_objects,
+                           max_lights=args.max_lights, samples=args.samples,
                            min_visible_pixels=args.min_visible_pixels)
     doc = json.loads(Path(args.draws).read_text())
     if doc.get("categories") != list(gen.categories):

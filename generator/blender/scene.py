@@ -24,6 +24,8 @@ from ..base import RenderError
 from .exr import linear_to_srgb, read_exr
 
 CLASSES = ("cube", "sphere", "cylinder", "cone", "torus")
+#: the procedural textures a surface can carry (Blender's texture nodes), and the output each gives
+TEXTURES = {"noise": "Fac", "checker": "Fac", "voronoi": "Distance", "wave": "Fac"}
 #: half the height of each class's mesh at scale 1 (it rests on the ground at z = 0)
 HALF_HEIGHT = {"cube": 0.5, "sphere": 0.5, "cylinder": 0.5, "cone": 0.5, "torus": 0.15}
 #: where the camera looks (just above the ground's centre)
@@ -40,8 +42,22 @@ class Settings:
     slots: int
     samples: int
     denoise: bool
+    lights: int = 2
+    """Suns in the scene (an image shows 1 … ``lights`` of them)."""
     meshes: tuple[tuple[str, str], ...] = ()
     """A user's meshes as (class name, file): each is one more class."""
+
+
+@dataclass
+class Surface:
+    """A material: a colour a procedural texture darkens by up to ``contrast``."""
+
+    color: tuple[float, float, float]
+    roughness: float
+    metallic: float
+    texture: str = "noise"
+    texture_scale: float = 5.0
+    contrast: float = 0.0
 
 
 @dataclass
@@ -51,9 +67,15 @@ class Thing:
     y: float
     yaw_deg: float
     scale: float
-    color: tuple[float, float, float]
-    roughness: float
-    metallic: float
+    surface: Surface
+
+
+@dataclass
+class Sun:
+    energy: float
+    elevation: float
+    azimuth: float
+    temperature: float
 
 
 @dataclass
@@ -61,12 +83,9 @@ class Shot:
     """One image: what the scene shows and from where."""
 
     objects: list[Thing]
-    ground: tuple[float, float, float]
+    ground: Surface
     background: tuple[float, float, float]
-    light_energy: float
-    light_elevation: float
-    light_azimuth: float
-    light_temperature: float
+    suns: list[Sun]
     camera_distance: float
     camera_elevation: float
     camera_azimuth: float
@@ -127,16 +146,22 @@ class BlenderScene:
         self.camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
         scene.collection.objects.link(self.camera)
         scene.camera, self.camera.data.sensor_width = self.camera, 36.0
-        light = bpy.data.lights.new("sun", "SUN")
-        light.use_nodes = True
-        nodes = light.node_tree.nodes
-        self.blackbody = nodes.new("ShaderNodeBlackbody")
-        light.node_tree.links.new(self.blackbody.outputs["Color"], nodes["Emission"].inputs["Color"])
-        self.light = bpy.data.objects.new("sun", light)
-        scene.collection.objects.link(self.light)
+        self.suns = [self._sun(i) for i in range(self.settings.lights)]
         bpy.ops.mesh.primitive_plane_add(size=40.0)
         self.ground = bpy.context.object                 # pass_index 0: the ground is background
-        self.ground_bsdf = self._material(self.ground, "ground")
+        self.ground_paint = self._material(self.ground, "ground")
+
+    def _sun(self, i: int) -> tuple:
+        """Sun ``i`` and its blackbody node (the colour temperature), hidden until an image shows it."""
+        light = self.bpy.data.lights.new(f"sun{i}", "SUN")
+        light.use_nodes = True
+        nodes = light.node_tree.nodes
+        blackbody = nodes.new("ShaderNodeBlackbody")
+        light.node_tree.links.new(blackbody.outputs["Color"], nodes["Emission"].inputs["Color"])
+        obj = self.bpy.data.objects.new(f"sun{i}", light)
+        self.scene.collection.objects.link(obj)
+        obj.hide_render = True
+        return obj, blackbody
 
     def _slot(self, j: int) -> dict:
         """Slot ``j``: one mesh per class sharing one material, instance id j + 1, all hidden."""
@@ -147,7 +172,7 @@ class BlenderScene:
                   "cone": lambda: ops.primitive_cone_add(radius1=0.5, depth=1.0, vertices=32),
                   "torus": lambda: ops.primitive_torus_add(major_radius=0.35, minor_radius=0.15)}
         material = self.bpy.data.materials.new(f"slot{j}")
-        material.use_nodes = True
+        paint = Paint(material)
         meshes = {}
         for kind in CLASSES:
             makers[kind]()
@@ -164,7 +189,7 @@ class BlenderScene:
             meshes[name] = obj
         for obj in meshes.values():
             obj.pass_index, obj.hide_render = j + 1, True
-        return {"meshes": meshes, "bsdf": material.node_tree.nodes["Principled BSDF"]}
+        return {"meshes": meshes, "paint": paint}
 
     def _load_mesh(self, name: str, path: str):
         """A user's mesh file as mesh data centred on the origin, its largest side 1 (like the
@@ -191,11 +216,10 @@ class BlenderScene:
         self.half_height[name] = float(co[:, 2].max())
         return mesh
 
-    def _material(self, obj, name: str):
+    def _material(self, obj, name: str) -> Paint:
         material = self.bpy.data.materials.new(name)
-        material.use_nodes = True
         obj.data.materials.append(material)
-        return material.node_tree.nodes["Principled BSDF"]
+        return Paint(material)
 
     # --- per image -----------------------------------------------------------------------------
     def render(self, shot: Shot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -234,12 +258,16 @@ class BlenderScene:
                 obj.location = (thing.x, thing.y, self.half_height[thing.kind] * thing.scale)
                 obj.rotation_euler = (0.0, 0.0, math.radians(thing.yaw_deg))
                 obj.scale = (thing.scale,) * 3
-                _paint(slot["bsdf"], thing.color, thing.roughness, thing.metallic)
-        _paint(self.ground_bsdf, shot.ground, 0.9, 0.0)
+                slot["paint"].apply(thing.surface)
+        self.ground_paint.apply(shot.ground)
         self.background.inputs["Color"].default_value = (*shot.background, 1.0)
-        self.light.data.energy = shot.light_energy
-        self.light.rotation_euler = (math.radians(90.0 - shot.light_elevation), 0.0, math.radians(shot.light_azimuth))
-        self.blackbody.inputs["Temperature"].default_value = shot.light_temperature
+        for i, (obj, blackbody) in enumerate(self.suns):
+            obj.hide_render = i >= len(shot.suns)
+            if i < len(shot.suns):
+                sun = shot.suns[i]
+                obj.data.energy = sun.energy
+                obj.rotation_euler = (math.radians(90.0 - sun.elevation), 0.0, math.radians(sun.azimuth))
+                blackbody.inputs["Temperature"].default_value = sun.temperature
         self._aim(shot)
         self.scene.cycles.seed = shot.seed % 2 ** 31
         self.bpy.context.view_layer.update()
@@ -259,10 +287,37 @@ class BlenderScene:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _paint(bsdf, color, roughness: float, metallic: float) -> None:
-    bsdf.inputs["Base Color"].default_value = (*color, 1.0)
-    bsdf.inputs["Roughness"].default_value = float(roughness)
-    bsdf.inputs["Metallic"].default_value = float(metallic)
+class Paint:
+    """A material's nodes: the Principled BSDF's base colour is its colour mixed toward a darker
+    copy by one of the procedural textures (in the object's own coordinates, so the pattern moves
+    with it); an image picks the texture by linking its output to the mix."""
+
+    def __init__(self, material):
+        material.use_nodes = True
+        self.tree = tree = material.node_tree
+        self.bsdf = tree.nodes["Principled BSDF"]
+        coords = tree.nodes.new("ShaderNodeTexCoord").outputs["Object"]
+        self.textures = {}
+        for name in TEXTURES:
+            node = tree.nodes.new(f"ShaderNodeTex{name.capitalize()}")
+            tree.links.new(coords, node.inputs["Vector"])
+            self.textures[name] = node
+        self.mix = tree.nodes.new("ShaderNodeMix")
+        self.mix.data_type = "RGBA"
+        self.factor, self.light, self.dark = (self.mix.inputs[i] for i in (0, 6, 7))   # the RGBA variant's sockets
+        tree.links.new(self.mix.outputs[2], self.bsdf.inputs["Base Color"])
+        self.linked = None
+
+    def apply(self, surface: Surface) -> None:
+        if surface.texture != self.linked:
+            node = self.textures[surface.texture]
+            self.tree.links.new(node.outputs[TEXTURES[surface.texture]], self.factor)
+            self.linked = surface.texture
+        self.textures[surface.texture].inputs["Scale"].default_value = float(surface.texture_scale)
+        self.light.default_value = (*surface.color, 1.0)
+        self.dark.default_value = (*(c * (1.0 - surface.contrast) for c in surface.color), 1.0)
+        self.bsdf.inputs["Roughness"].default_value = float(surface.roughness)
+        self.bsdf.inputs["Metallic"].default_value = float(surface.metallic)
 
 
 @contextmanager
@@ -293,4 +348,4 @@ def shared_scene(settings: Settings) -> BlenderScene:
     return _shared
 
 
-__all__ = ["CLASSES", "BlenderScene", "Settings", "Shot", "Thing", "shared_scene"]
+__all__ = ["CLASSES", "TEXTURES", "BlenderScene", "Settings", "Shot", "Sun", "Surface", "Thing", "shared_scene"]
