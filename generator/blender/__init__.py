@@ -30,7 +30,8 @@ from .scene import CLASSES, TEXTURES, Settings, Shot, Sun, Surface, Thing, share
 def texture_spec(prefix: str, size: int) -> dict[str, dict[str, Any]]:
     """``prefix.texture`` (which pattern), ``.texture_scale`` and ``.texture_contrast`` (how much
     the pattern darkens the colour: 0 is a plain colour)."""
-    return {f"{prefix}.texture": {"family": "categorical", "choices": list(TEXTURES)} | ({"size": size} if size > 1 else {}),
+    kind = {"family": "categorical", "choices": list(TEXTURES)} | ({"size": size} if size > 1 else {})
+    return {f"{prefix}.texture": kind,
             f"{prefix}.texture_scale": loguniform_spec((0.5, 50.0), (2.0, 10.0), size),
             f"{prefix}.texture_contrast": uniform_spec((0, 1), (0.0, 0.5), size)}
 
@@ -98,7 +99,8 @@ class BlenderGenerator(Generator):
 
     def config(self) -> dict[str, Any]:
         return {"generator": "blender", "image_size": self.image_size, "max_objects": self.max_objects,
-                "max_lights": self.max_lights, "min_visible_pixels": self.min_visible_pixels, "samples": self.samples, "denoise": self.denoise,
+                "max_lights": self.max_lights, "min_visible_pixels": self.min_visible_pixels,
+                "samples": self.samples, "denoise": self.denoise,
                 **({"meshes": self.meshes} if self.meshes else {})}
 
     def render(self, params: dict[str, np.ndarray], seed: int) -> Sample:
