@@ -81,8 +81,8 @@ def test_bad_names_are_refused_before_anything_runs(tmp_path, capsys):
 @pytest.mark.parametrize("argv, controllers, seeds, scale, out", [
     (["--quick"], ("prior", "random", "reinforce", "tpe"), (0, 1), "quick", "bench-loop-quick"),
     ([], ("prior", "random", "reinforce", "credit", "tpe", "cmaes"), (0, 1, 2), "default", "bench-loop"),
-    (["--full"], ("prior", "random", "reinforce", "reinforce-warm", "surrogate-warm", "credit", "descent",
-                  "tpe", "cmaes"), (0, 1, 2), "full",
+    (["--full"], ("prior", "random", "reinforce", "reinforce-warm", "surrogate-warm", "surrogate",
+                  "surrogate-metagrad", "credit", "descent", "tpe", "cmaes"), (0, 1, 2), "full",
      "bench-loop-full"),
     (["--quick", "--controllers", "cmaes", "--seeds", "4"], ("cmaes",), (4,), "quick", "bench-loop-quick"),
 ])

@@ -99,6 +99,9 @@ CONTROLLERS: dict[str, tuple[str, tuple[str, ...]]] = {
     # rounds the same wall time buys (``Task.warm_rounds``)
     "reinforce-warm": ("reinforce", ("evaluator.warm_steps=100", 'evaluator.warm_anchor="config"')),
     "surrogate-warm": ("surrogate", ("evaluator.warm_steps=100", 'evaluator.warm_anchor="config"')),
+    # a fit to every past evaluation (from scratch), and the same guided by exact per-image metagradients
+    "surrogate": ("surrogate", ()),
+    "surrogate-metagrad": ("surrogate-metagrad", ()),
     "credit": ("credit", ()),
     "descent": ("attribute-descent", ()),
     "tpe": ("optuna", ('loop.options.sampler="tpe"',)),
