@@ -45,6 +45,10 @@ def _node_ports() -> list[str]:
             f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
 
 
+def _is_second(node: dict) -> bool:
+    return "second" in (node.get("resources_total") or {})
+
+
 class TwoNodes:
     def __init__(self, root: Path, hide: list[Path] = ()):
         self.root = Path(root)
@@ -70,6 +74,9 @@ class TwoNodes:
         return self
 
     def start_second(self) -> None:
+        # a second node killed a moment ago can still count as alive: wait until the head has
+        # marked it dead, so that the wait below sees the new one, not a stale count
+        self.wait_until(lambda nodes: not any(_is_second(n) for n in nodes), "no live second node")
         second = [str(BIN / "ray"), "start", f"--address={self.address}", "--num-cpus=2", "--num-gpus=1",
                   "--resources=" + json.dumps({"second": 1}), "--disable-usage-stats", *_node_ports(), "--block"]
         mounts = "".join(f"mount -t tmpfs tmpfs '{p}' && " for p in [*self.hide, self.temp])
@@ -77,24 +84,27 @@ class TwoNodes:
         self._second = subprocess.Popen(["unshare", "-m", "sh", "-c", inner], env=self.env,
                                         stdout=open(self.root / "second.log", "a"), stderr=subprocess.STDOUT,
                                         start_new_session=True)
-        self.wait_for_nodes(2)
+        self.wait_until(lambda nodes: len(nodes) == 2 and any(_is_second(n) for n in nodes), "2 live nodes")
 
-    def alive_nodes(self) -> int:
+    def alive_nodes(self) -> list[dict]:
         out = subprocess.run([str(BIN / "ray"), "list", "nodes", "--address", self.dashboard, "--format", "json",
                               "--filter", "state=ALIVE"], env=self.env, capture_output=True, text=True, timeout=60)
         try:
-            return len(json.loads(out.stdout))
+            return json.loads(out.stdout)
         except ValueError:
-            return 0
+            return []
 
     def wait_for_nodes(self, n: int, timeout: float = 90.0) -> None:
+        self.wait_until(lambda nodes: len(nodes) == n, f"{n} live nodes", timeout)
+
+    def wait_until(self, ready, what: str, timeout: float = 90.0) -> None:
+        """Poll the live nodes until ``ready(nodes)``."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
-            if self.alive_nodes() == n:
+            if ready(self.alive_nodes()):
                 return
             time.sleep(1.0)
-        raise RuntimeError(f"the two-node cluster: expected {n} live nodes within {timeout:.0f} s "
-                           f"(logs in {self.root})")
+        raise RuntimeError(f"the two-node cluster: expected {what} within {timeout:.0f} s (logs in {self.root})")
 
     def _pids(self, second_only: bool) -> list[int]:
         """Processes of this cluster: their command lines name its temp folder (the second node's
